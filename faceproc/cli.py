@@ -1,0 +1,141 @@
+"""`faceproc` command line: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Config
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Find every face in photo archives; record box, age and gender per face in Parquet."""
+    _setup_logging(verbose)
+
+
+def build_config(config: str | None, **overrides) -> Config:
+    return Config.load(config, {k: v for k, v in overrides.items() if v is not None})
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output folder (faces/, images/, report).")
+@click.option("--model", default=None, help="frozen | unfrozen | path to a .keras file.  [default: unfrozen]")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="YAML config (configs/annotate.yaml).")
+@click.option("--batch-size", type=int, default=None, help="Face crops per age/gender batch.")
+@click.option("--limit", type=int, default=None, help="Process only the first N files (in discovery order).")
+@click.option("--previews", type=int, default=None, help="Write N annotated JPEGs to OUT/previews.")
+@click.option("--workers", type=int, default=None, help="Ray worker actors (default: one per CPU).")
+@click.option("--engine", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="ray: local Ray (or RAY_ADDRESS cluster); local: in this process.")
+@click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
+def annotate(inputs, output, model, config, batch_size, limit, previews, workers, engine, force) -> None:
+    """Detect faces and estimate age and gender for every image under INPUTS."""
+    from .engine import OutputNotWritable, RunConfigMismatch, annotate as run
+
+    cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size,
+                                  "run.previews": previews, "run.workers": workers})
+    try:
+        rep = run(list(inputs), output, cfg, engine=engine, force=force, limit=limit)
+    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    _print_summary(rep)
+    if rep.get("failed_shards"):
+        sys.exit(2)
+
+
+def _print_summary(rep: dict) -> None:
+    tp = rep["throughput"]
+    click.echo(f"{rep['files']} files, {rep['faces']} faces, {rep['failed_files']} files failed "
+               f"({', '.join(f'{k}={v}' for k, v in sorted(rep['status_counts'].items()))})")
+    if tp.get("last_run_seconds") is not None:
+        click.echo(f"last run: {tp['last_run_files']} files in {tp['last_run_seconds']:.1f} s")
+    click.echo(f"report: {Path(rep['output']) / 'report.html'}")
+
+
+@main.command()
+@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@click.option("--previews", type=int, default=0, help="Also (re)draw N preview JPEGs.")
+def report(output, previews) -> None:
+    """Rebuild report.json / report.html (and previews) from OUTPUT's Parquet files."""
+    from .report import build_report
+
+    rep = build_report(output)
+    if previews:
+        from .preview import write_previews
+
+        write_previews(output, previews)
+    _print_summary(rep)
+
+
+@main.command()
+@click.option("--variant", type=click.Choice(["frozen", "unfrozen"]), default=None)
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True), help="UTKFace folder (repeatable).")
+@click.option("--ffhq-labels", type=click.Path(exists=True, dir_okay=False), help="FFHQ-Aging ffhq_aging_labels.csv.")
+@click.option("--ffhq-images", type=click.Path(exists=True, file_okay=False), help="FFHQ images folder.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Run folder (model.keras, log.csv, checkpoints).")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="configs/train_*.yaml")
+@click.option("--cache", type=click.Path(), default=None, help="Crop cache parquet (shared between runs).")
+@click.option("--epochs", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--backbone-weights", default=None, help="imagenet or a local MobileNetV2 no-top .h5.")
+def train(variant, data, ffhq_labels, ffhq_images, output, config, cache, epochs, batch_size, backbone_weights) -> None:
+    """Train one age/gender variant through the crop cache."""
+    from .train import TrainConfig, train as run
+
+    cfg = TrainConfig.load(config, variant=variant, cache=cache, epochs=epochs, batch_size=batch_size,
+                           backbone_weights=backbone_weights)
+    datasets = [{"type": "utkface", "root": d} for d in data]
+    if ffhq_labels:
+        datasets.append({"type": "ffhq_aging", "labels": ffhq_labels, "images": ffhq_images})
+    if datasets:
+        cfg.datasets = datasets
+    card = run(cfg, output)
+    from .evaluate import format_table
+
+    click.echo(format_table({card["variant"]: {"val": card["metrics"]["val"]}}))
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True), help="UTKFace folder (repeatable).")
+@click.option("--cache", type=click.Path(), default=None, help="Crop cache parquet (default: from the first model's run).")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--flip/--no-flip", default=False, show_default=True, help="Average over the mirror image.")
+@click.option("--json", "json_out", type=click.Path(), default=None, help="Write the results as JSON here.")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="Training config (split seed).")
+def evaluate(models, data, cache, split, flip, json_out, config) -> None:
+    """Print the results table (train loss, val loss, age MAE, gender accuracy, per band) for MODELS."""
+    from .evaluate import evaluate_models, format_table, write_results
+    from .train import TrainConfig, prepare_data
+
+    cfg = TrainConfig.load(config, cache=cache)
+    if data:
+        cfg.datasets = [{"type": "utkface", "root": d} for d in data]
+    if not cfg.datasets:
+        raise click.ClickException("give --data (the dataset the split manifest refers to)")
+    out = Path(models[0]).parent
+    prepared = prepare_data(cfg, out)  # builds or reuses the cache and the split manifest
+    results = evaluate_models(list(models), prepared["cache"], prepared["manifest"], split=split, flip=flip)
+    click.echo(format_table(results))
+    path = json_out or str(out / f"evaluation-{split}{'-flip' if flip else ''}.json")
+    write_results(results, path)
+    click.echo(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

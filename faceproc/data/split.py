@@ -1,0 +1,55 @@
+"""Seeded split stratified by age band and gender, written to a manifest so evaluation always sees
+the same validation images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .records import FaceRecord
+
+AGE_BANDS = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
+
+
+def age_band(age: float) -> str:
+    """'0-9', '10-19', ..., '70+'."""
+    lo = min(int(max(age, 0)) // 10, 7) * 10
+    return f"{lo}+" if lo == 70 else f"{lo}-{lo + 9}"
+
+
+def stratified_split(records: list[FaceRecord], val_fraction: float = 0.2, seed: int = 42) -> dict[str, str]:
+    """record key -> 'train' | 'val'. Independent of record order and of where the data folder lives."""
+    rng = np.random.default_rng(seed)
+    strata: dict[tuple[str, int], list[str]] = {}
+    for r in records:
+        strata.setdefault((age_band(r.age), r.gender), []).append(r.key)
+    out: dict[str, str] = {}
+    for key in sorted(strata):
+        keys = sorted(strata[key])
+        perm = rng.permutation(len(keys))
+        n_val = int(round(len(keys) * val_fraction))
+        for rank, idx in enumerate(perm):
+            out[keys[idx]] = "val" if rank < n_val else "train"
+    return out
+
+
+def write_manifest(path: str | os.PathLike, split: dict[str, str], meta: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = sorted(split)
+    digest = hashlib.sha256("\n".join(f"{n}\t{split[n]}" for n in names).encode()).hexdigest()[:16]
+    body = {"meta": {**meta, "digest": digest, "n_train": sum(v == "train" for v in split.values()),
+                     "n_val": sum(v == "val" for v in split.values())},
+            "split": {n: split[n] for n in names}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=0))
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[dict[str, str], dict]:
+    body = json.loads(Path(path).read_text())
+    return body["split"], body["meta"]

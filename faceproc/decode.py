@@ -1,0 +1,122 @@
+"""Bytes on disk -> RGB uint8 as the photo is displayed, or a typed failure (status + message).
+
+EXIF orientation is applied so boxes land on faces as people see the photo. Big JPEGs are decoded in
+draft mode (DCT scaling, far cheaper than a full decode) and anything still larger than `max_side` is
+resized; `scale` maps decoded pixels back to original pixels. The pixel limit is checked from the
+header, before a single pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import DecodeConfig
+
+Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a status instead of an exception
+
+# Image statuses of the `images` table (see schema.py).
+OK = "ok"
+NO_FACES = "no_faces"
+EMPTY = "empty_file"
+UNREADABLE = "unreadable"
+NOT_AN_IMAGE = "not_an_image"
+CORRUPT = "corrupt"
+TOO_LARGE = "too_large"
+TOO_SMALL = "too_small"
+SKIPPED_HIDDEN = "skipped_hidden"
+FAILED = "failed"  # an unexpected error in detection or prediction; the message says which
+STATUSES = (OK, NO_FACES, EMPTY, UNREADABLE, NOT_AN_IMAGE, CORRUPT, TOO_LARGE, TOO_SMALL, SKIPPED_HIDDEN, FAILED)
+
+_ROTATES = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+@dataclass
+class Decoded:
+    rgb: np.ndarray  # (h, w, 3) uint8, display orientation, possibly reduced
+    width: int  # original width in display orientation
+    height: int
+    scale: float  # decoded pixels per original pixel (<= 1)
+    orientation: int = 1
+
+
+@dataclass
+class DecodeFailure(Exception):
+    status: str
+    message: str
+    width: int | None = None
+    height: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+
+def _to_rgb(im: Image.Image) -> Image.Image | np.ndarray:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if mode == "F" and arr.max(initial=0) <= 1.0:
+            top = 1.0
+        g = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ...
+
+
+def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
+    """Raise DecodeFailure with a status from decode.STATUSES on any problem."""
+    cfg = cfg or DecodeConfig()
+    try:
+        size = os.path.getsize(path)
+        fh = open(path, "rb")
+    except OSError as e:
+        raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from None
+    with fh:
+        if size == 0:
+            raise DecodeFailure(EMPTY, "zero-byte file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                im = Image.open(fh)
+            except UnidentifiedImageError:
+                raise DecodeFailure(NOT_AN_IMAGE, "not a recognised image format") from None
+            except OSError as e:
+                raise DecodeFailure(CORRUPT, f"cannot parse header: {e}") from None
+            try:
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+            except Exception:  # a broken EXIF block must not lose the photo
+                orientation = 1
+            w0, h0 = im.size
+            disp_w, disp_h = (h0, w0) if orientation in _ROTATES else (w0, h0)
+            if w0 * h0 > cfg.max_pixels:
+                raise DecodeFailure(TOO_LARGE, f"{w0}x{h0} = {w0 * h0} px exceeds limit {cfg.max_pixels}", disp_w, disp_h)
+            if min(w0, h0) < cfg.min_side:
+                raise DecodeFailure(TOO_SMALL, f"{w0}x{h0} is below {cfg.min_side} px", disp_w, disp_h)
+            try:
+                if im.format == "JPEG" and max(w0, h0) > cfg.max_side:
+                    f = cfg.max_side / max(w0, h0)
+                    im.draft(im.mode if im.mode in ("RGB", "L") else None, (int(w0 * f) + 1, int(h0 * f) + 1))
+                im.load()
+                im = ImageOps.exif_transpose(im) if orientation != 1 else im
+                rgb = np.asarray(_to_rgb(im))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as e:
+                raise DecodeFailure(CORRUPT, f"{type(e).__name__}: {e}", disp_w, disp_h) from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DecodeFailure(CORRUPT, f"unexpected pixel layout {rgb.shape}", disp_w, disp_h)
+    h, w = rgb.shape[:2]
+    if max(h, w) > cfg.max_side:
+        f = cfg.max_side / max(h, w)
+        rgb = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    rgb = np.ascontiguousarray(rgb)
+    return Decoded(rgb=rgb, width=disp_w, height=disp_h, scale=rgb.shape[1] / disp_w, orientation=orientation)

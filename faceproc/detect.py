@@ -1,0 +1,178 @@
+"""InsightFace SCRFD detection at several input sizes (plus tiles for big photos), merged by NMS.
+
+One input size does not serve all photos: at 640 alone SCRFD finds no face in a headshot that fills
+the frame, while 40 px faces of a 12 MP photo vanish when it is shrunk to 640. Small whole-image
+passes catch close-ups, the 640 pass normal photos, and 640 px tiles of the (<= 2048 px) decoded photo
+catch small faces in big ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DetectorConfig, resolve_detector_file, resolve_detector_pack, resolve_insightface_root
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray  # (N, 4) float32 x1 y1 x2 y2, pixels of the image given to detect()
+    kps: np.ndarray  # (N, 5, 2) float32
+    scores: np.ndarray  # (N,) float32
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def scaled(self, factor: float) -> "Detections":
+        return Detections(self.boxes * factor, self.kps * factor, self.scores)
+
+    @staticmethod
+    def empty() -> "Detections":
+        return Detections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros(0, np.float32))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy NMS, highest score first."""
+    x1, y1, x2, y2 = boxes.T
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(xx2 - xx1, 0) * np.maximum(yy2 - yy1, 0)
+        ovr = inter / np.maximum(areas[i] + areas[order[1:]] - inter, 1e-9)
+        order = order[1:][ovr <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    origins = list(range(0, length - tile, step))
+    origins.append(length - tile)
+    return origins
+
+
+def load_scrfd(cfg: DetectorConfig):
+    """The SCRFD model object of insightface (model_zoo), on CPU or CUDA as onnxruntime offers."""
+    import onnxruntime as ort
+    from insightface.model_zoo import model_zoo
+
+    ort.set_default_logger_severity(3)
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    kwargs = {"providers": providers}
+    if cfg.threads:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(cfg.threads)
+        so.inter_op_num_threads = 1
+        kwargs["sess_options"] = so
+    model_file = resolve_detector_file(cfg)
+    if model_file:
+        model = model_zoo.get_model(model_file, **kwargs)
+    else:
+        from insightface.app import FaceAnalysis
+
+        app = FaceAnalysis(
+            name=resolve_detector_pack(cfg),
+            root=resolve_insightface_root(cfg),
+            allowed_modules=["detection"],
+            **kwargs,
+        )
+        model = app.det_model
+    if model is None or getattr(model, "taskname", None) != "detection":
+        raise RuntimeError(f"no SCRFD detection model found (pack={cfg.pack!r}, file={model_file!r})")
+    model.prepare(0 if "CUDAExecutionProvider" in providers else -1, det_thresh=cfg.threshold, nms_thresh=cfg.nms_threshold)
+    return model
+
+
+class FaceDetector:
+    """prepare once, then detect(rgb) -> Detections in the pixels of the given image."""
+
+    def __init__(self, cfg: DetectorConfig | None = None):
+        self.cfg = cfg or DetectorConfig()
+        self.model = load_scrfd(self.cfg)
+
+    def _pass(self, bgr: np.ndarray, sizes) -> Detections:
+        det, kps = self.model.detect(bgr, input_size=[(int(s), int(s)) for s in sizes], det_thresh=self.cfg.threshold)
+        if det.shape[0] == 0:
+            return Detections.empty()
+        if kps is None:
+            kps = np.zeros((det.shape[0], 5, 2), np.float32)
+        return Detections(det[:, :4].astype(np.float32), kps.astype(np.float32), det[:, 4].astype(np.float32))
+
+    def _use_tiles(self, h: int, w: int) -> bool:
+        mode = self.cfg.tiles
+        if mode == "never":
+            return False
+        if mode == "always":
+            return max(h, w) > self.cfg.tile_size
+        return max(h, w) > self.cfg.tile_above
+
+    def _tiled(self, bgr: np.ndarray) -> list[Detections]:
+        h, w = bgr.shape[:2]
+        t, ov = self.cfg.tile_size, self.cfg.tile_overlap
+        out = []
+        for y0 in tile_origins(h, t, ov):
+            for x0 in tile_origins(w, t, ov):
+                tile = np.ascontiguousarray(bgr[y0 : y0 + t, x0 : x0 + t])
+                th, tw = tile.shape[:2]
+                if th < t or tw < t:  # pad edge tiles so every tile runs at the same input size
+                    tile = np.pad(tile, ((0, t - th), (0, t - tw), (0, 0)))
+                d = self._pass(tile, [t])
+                if not len(d):
+                    continue
+                # A face cut by an inner tile edge is found whole in the neighbouring tile or the
+                # whole-image pass; drop the cut one.
+                b = d.boxes
+                cut = np.zeros(len(d), bool)
+                if x0 > 0:
+                    cut |= b[:, 0] <= 2
+                if y0 > 0:
+                    cut |= b[:, 1] <= 2
+                if x0 + t < w:
+                    cut |= b[:, 2] >= t - 2
+                if y0 + t < h:
+                    cut |= b[:, 3] >= t - 2
+                keep = ~cut
+                off = np.array([x0, y0], np.float32)
+                out.append(
+                    Detections(d.boxes[keep] + np.tile(off, 2), d.kps[keep] + off, d.scores[keep])
+                )
+        return out
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        h, w = bgr.shape[:2]
+        parts = [self._pass(bgr, self.cfg.sizes)]
+        if self._use_tiles(h, w):
+            parts += self._tiled(bgr)
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Detections.empty()
+        boxes = np.concatenate([p.boxes for p in parts])
+        kps = np.concatenate([p.kps for p in parts])
+        scores = np.concatenate([p.scores for p in parts])
+        keep = nms(boxes, scores, self.cfg.nms_threshold) if len(parts) > 1 else np.argsort(-scores, kind="stable")
+        boxes, kps, scores = boxes[keep], kps[keep], scores[keep]
+        # Clip to the image, then drop slivers.
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        ok = side >= 1.0
+        boxes, kps, scores = boxes[ok], kps[ok], scores[ok]
+        # Deterministic order for face_index: top to bottom, then left to right, in reading rows.
+        if self.cfg.max_faces and len(scores) > self.cfg.max_faces:
+            top = np.argsort(-scores, kind="stable")[: self.cfg.max_faces]
+            boxes, kps, scores = boxes[top], kps[top], scores[top]
+        order = np.lexsort((boxes[:, 0], np.round(boxes[:, 1] / 32)))
+        return Detections(boxes[order], kps[order], scores[order])

@@ -1,0 +1,362 @@
+"""Runs the pipeline over shards: on Ray (a local one or a cluster) or in-process, with exact resume.
+
+Exactly-once by construction: a shard's rows go to files named after the shard
+(`faces/<id>.parquet`, `images/<id>.parquet`, each written atomically), and only then its marker
+`_shards/<id>.json` (with a digest of the shard's file list). A rerun skips shards whose marker
+matches, and redoes any other shard by overwriting the same file names, so an interruption at any
+point (driver SIGKILL, worker crash, node loss) can neither lose nor duplicate a row.
+
+Why Ray actors and not Ray Data: the unit of work, of commit and of resume is the shard. An actor pool
+gives exactly that (each actor loads detector + model once; Ray restarts a dead actor and retries its
+shard), while Ray Data's streaming `write_parquet` commits blocks that do not line up with shards,
+which makes "skip what is finished" fragile. Back-pressure is a bounded number of shards in flight per
+actor; the driver only ever holds file paths and per-shard counts, never decoded images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import Config
+from .discover import Discovery, Shard, plan_shards
+from .schema import write_atomic, write_text_atomic
+
+log = logging.getLogger("faceproc")
+
+MANIFEST = "manifest.json"
+SHARD_DIR = "_shards"
+
+
+class RunConfigMismatch(RuntimeError):
+    pass
+
+
+class OutputNotWritable(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------ run identity
+
+def describe_model(cfg: Config) -> str:
+    """variant@version without loading TensorFlow (reads the model card / hashes the file)."""
+    from .model import VARIANTS, model_version, read_card
+    from .predict import resolve_model_path
+
+    if cfg.model.random_init:
+        return f"{cfg.model.variant if cfg.model.variant in VARIANTS else 'unfrozen'}@random-init"
+    path = resolve_model_path(cfg.model)
+    card = read_card(path)
+    return f"{card.get('variant') or path.stem}@{model_version(path, card)}"
+
+
+def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
+    """The settings that change the rows. Batch sizes, threads and worker counts do not."""
+    d = cfg.to_dict()
+    model = {k: v for k, v in d["model"].items() if k not in ("batch_size", "threads", "weights_dir", "variant")}
+    det = {k: v for k, v in d["detector"].items() if k not in ("threads", "root", "model_file")}
+    return {"decode": d["decode"], "detector": det, "model": model, "model_label": model_label,
+            "shard_size": d["run"]["shard_size"]}
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+def check_output(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex[:6]}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise OutputNotWritable(f"output folder {out} is not writable: {e.strerror or e}") from None
+
+
+# ------------------------------------------------------------------------------ one shard
+
+def shard_marker(out: Path, shard_id: str) -> Path:
+    return out / SHARD_DIR / f"{shard_id}.json"
+
+
+def process_shard(annotator, shard: Shard, out: str | os.PathLike, run_id: str) -> dict[str, Any]:
+    """Annotate one shard and commit it: rows first, marker last."""
+    out = Path(out)
+    res = annotator.annotate(shard.files, shard.shard_id, run_id)
+    write_atomic(res.faces, out / "faces" / f"{shard.shard_id}.parquet")
+    write_atomic(res.images, out / "images" / f"{shard.shard_id}.parquet")
+    summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files),
+               "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
+               "pid": os.getpid(), "finished": time.time()}
+    write_text_atomic(json.dumps(summary), shard_marker(out, shard.shard_id))
+    return summary
+
+
+def shard_is_done(out: Path, shard: Shard) -> bool:
+    m = shard_marker(out, shard.shard_id)
+    if not m.exists():
+        return False
+    try:
+        meta = json.loads(m.read_text())
+    except (OSError, ValueError):
+        return False
+    return (meta.get("digest") == shard.digest and (out / "faces" / f"{shard.shard_id}.parquet").exists()
+            and (out / "images" / f"{shard.shard_id}.parquet").exists())
+
+
+def _remove_orphans(out: Path, keep: set[str]) -> int:
+    removed = 0
+    for sub in ("faces", "images", SHARD_DIR):
+        folder = out / sub
+        if not folder.exists():
+            continue
+        for f in folder.iterdir():
+            sid = f.name.split(".")[0]
+            if not f.name.startswith(".") and sid not in keep:
+                f.unlink()
+                removed += 1
+    return removed
+
+
+# ------------------------------------------------------------------------------ executors
+
+def _worker_config(cfg: Config, cpus: float) -> Config:
+    c = Config.from_dict(cfg.to_dict())
+    threads = max(1, int(cpus))
+    c.detector.threads = c.detector.threads or threads
+    c.model.threads = c.model.threads or threads
+    return c
+
+
+def _run_local(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: Callable) -> list[dict]:
+    from .pipeline import Annotator
+
+    annotator = Annotator(cfg)
+    failed = []
+    for shard in shards:
+        try:
+            on_done(process_shard(annotator, shard, out, run_id))
+        except Exception as e:  # a shard-level failure (e.g. disk full) is reported, the rest goes on
+            log.error("shard %s failed: %s", shard.shard_id, e)
+            failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
+    return failed
+
+
+def _init_ray(cfg: Config):
+    import ray
+
+    if not ray.is_initialized():
+        address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    return ray
+
+
+def _make_worker_class(ray):
+    @ray.remote
+    class ShardWorker:
+        def __init__(self, cfg_dict: dict, out: str, run_id: str):
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            from .pipeline import Annotator
+
+            self.out, self.run_id = out, run_id
+            self.annotator = Annotator(Config.from_dict(cfg_dict))
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def run(self, shard: Shard) -> dict:
+            return process_shard(self.annotator, shard, self.out, self.run_id)
+
+    return ShardWorker
+
+
+def _run_ray(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: Callable) -> list[dict]:
+    ray = _init_ray(cfg)
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
+    per = max(cfg.run.cpus_per_worker, 0.01)
+    n_workers = cfg.run.workers or max(1, int(cpus // per))
+    n_workers = max(1, min(n_workers, len(shards)))
+    gpu_each = cfg.run.gpus_per_worker
+    if gpu_each is None:
+        gpu_each = min(1.0, gpus / n_workers) if gpus else 0.0
+    wcfg = _worker_config(cfg, per)
+    Worker = _make_worker_class(ray)
+    workers = [
+        Worker.options(num_cpus=per, num_gpus=gpu_each, max_restarts=-1,
+                       max_task_retries=cfg.run.max_task_retries).remote(wcfg.to_dict(), str(out), run_id)
+        for _ in range(n_workers)
+    ]
+    log.info("ray: %d workers x %.2g CPU, %.2g GPU each (cluster: %g CPU, %g GPU), %d shards",
+             n_workers, per, gpu_each, cpus, gpus, len(shards))
+    pending = list(reversed(shards))
+    in_flight: dict[Any, tuple[int, Shard, int]] = {}
+    load = [0] * n_workers
+    attempts: dict[str, int] = {}
+    failed: list[dict] = []
+    cap = max(1, cfg.run.max_in_flight)
+
+    def submit(w: int, shard: Shard):
+        attempts[shard.shard_id] = attempts.get(shard.shard_id, 0) + 1
+        in_flight[workers[w].run.remote(shard)] = (w, shard, attempts[shard.shard_id])
+        load[w] += 1
+
+    while pending or in_flight:
+        for w in range(n_workers):
+            while pending and load[w] < cap:
+                submit(w, pending.pop())
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in ready:
+            w, shard, attempt = in_flight.pop(ref)
+            load[w] -= 1
+            try:
+                on_done(ray.get(ref))
+            except Exception as e:  # actor died beyond its retries, or the shard itself raised
+                if attempt < cfg.run.max_task_retries + 1:
+                    log.warning("shard %s failed (attempt %d): %s; retrying", shard.shard_id, attempt, e)
+                    pending.append(shard)
+                else:
+                    log.error("shard %s failed for good: %s", shard.shard_id, e)
+                    failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
+    for w in workers:
+        ray.kill(w)
+    return failed
+
+
+# ------------------------------------------------------------------------------ driver
+
+def annotate(
+    inputs: list[str],
+    out: str | os.PathLike,
+    cfg: Config | None = None,
+    engine: str = "ray",
+    force: bool = False,
+    limit: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Annotate every image under `inputs` into `out`; resumable; returns the run summary."""
+    cfg = cfg or Config()
+    out = Path(out).absolute()
+    disc = plan_shards(inputs, cfg.run.shard_size)  # raises on a missing input, before any work
+    check_output(out)
+    if limit:
+        disc = _limit(disc, limit)
+    model_label = describe_model(cfg)
+    fp = result_fingerprint(cfg, model_label)
+    mpath = out / MANIFEST
+    old = json.loads(mpath.read_text()) if mpath.exists() else None
+    if old and old.get("fingerprint") != fp:
+        if not force:
+            diff = "; ".join(_diff(old.get("fingerprint", {}), fp))
+            raise RunConfigMismatch(
+                f"{out} holds a run with different settings ({diff}). Use a new output folder, or --force "
+                f"to discard the old rows and start again."
+            )
+        for sub in ("faces", "images", SHARD_DIR, "previews"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        old = None
+    run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
+    keep = {s.shard_id for s in disc.shards}
+    orphans = _remove_orphans(out, keep)
+    if orphans:
+        log.info("removed %d files of shards that are no longer part of the inputs", orphans)
+    todo = [s for s in disc.shards if not shard_is_done(out, s)]
+    manifest = {
+        "run_id": run_id, "inputs": [os.path.abspath(p) for p in inputs], "fingerprint": fp, "config": cfg.to_dict(),
+        "model": model_label, "state": "running", "started": time.time(), "engine": engine,
+        "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles,
+        "shards": {s.shard_id: {"dir": s.directory, "files": len(s.files), "state": "pending"} for s in disc.shards},
+        "history": (old or {}).get("history", []),
+    }
+    todo_ids = {s.shard_id for s in todo}
+    for sid in keep - todo_ids:
+        manifest["shards"][sid]["state"] = "done"
+    write_text_atomic(json.dumps(manifest, indent=1), mpath)
+    log.info("%d files in %d shards (%d already done), model %s, run %s", disc.n_files, len(disc.shards),
+             len(disc.shards) - len(todo), model_label, run_id)
+
+    t0 = time.time()
+    done_files = [0]
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if show and todo:
+        import click
+
+        bar = click.progressbar(length=sum(len(s.files) for s in todo), label="annotating", file=sys.stderr)
+        bar.__enter__()
+    last_write = [0.0]
+
+    def on_done(summary: dict) -> None:
+        manifest["shards"][summary["shard"]].update(state="done", faces=summary["faces"], seconds=summary["seconds"])
+        done_files[0] += summary["files"]
+        rate = done_files[0] / max(time.time() - t0, 1e-9)
+        if bar is not None:
+            bar.update(summary["files"])
+        else:
+            n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
+            log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
+                     summary["files"], summary["faces"], n_done, len(disc.shards), rate)
+        if time.time() - last_write[0] > 5:
+            write_text_atomic(json.dumps(manifest, indent=1), mpath)
+            last_write[0] = time.time()
+
+    try:
+        if not todo:
+            failed = []
+        elif engine == "local":
+            failed = _run_local(_worker_config(cfg, os.cpu_count() or 1), todo, out, run_id, on_done)
+        elif engine == "ray":
+            failed = _run_ray(cfg, todo, out, run_id, on_done)
+        else:
+            raise ValueError(f"engine must be ray or local, got {engine!r}")
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    seconds = time.time() - t0
+    for f in failed:
+        manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
+    manifest["state"] = "complete" if not failed else "incomplete"
+    manifest["finished"] = time.time()
+    manifest["history"].append({"run_started": manifest["started"], "seconds": round(seconds, 2),
+                                "shards_run": len(todo), "files_run": done_files[0], "engine": engine})
+    write_text_atomic(json.dumps(manifest, indent=1), mpath)
+
+    from .report import build_report
+
+    report = build_report(out)
+    if cfg.run.previews:
+        from .preview import write_previews
+
+        write_previews(out, cfg.run.previews, cfg.decode)
+    report["failed_shards"] = failed
+    return report
+
+
+def _limit(disc: Discovery, limit: int) -> Discovery:
+    shards, n = [], 0
+    for s in disc.shards:
+        if n >= limit:
+            break
+        files = s.files[: limit - n]
+        shards.append(Shard(s.shard_id, s.directory, files))
+        n += len(files)
+    return Discovery(shards, n, disc.n_ignored, disc.cycles)

@@ -1,0 +1,109 @@
+"""Batched age/gender on face crops from many images at once (+ mirror-image averaging).
+
+The fast path: under TensorFlow the model is called through one traced `tf.function` with a fixed
+batch shape (batches are padded), which avoids `model.predict`'s per-call dataset/graph overhead
+and retracing; under other backends `predict_on_batch` is used. Both give the plain Keras outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig, resolve_weights_dir
+from .model import VARIANTS, load_model, model_version, read_card
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_path(cfg: ModelConfig) -> Path:
+    if cfg.variant in VARIANTS:
+        path = resolve_weights_dir(cfg) / f"{cfg.variant}.keras"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no trained `{cfg.variant}` weights at {path}. Train them (`faceproc train --variant {cfg.variant}`) "
+                f"or point model.weights_dir / $FACEPROC_WEIGHTS_DIR at a folder holding {cfg.variant}.keras"
+            )
+        return path
+    path = Path(cfg.variant).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path} (use frozen, unfrozen or a .keras path)")
+    return path
+
+
+def set_threads(n: int) -> None:
+    """Cap TensorFlow's thread pools so several workers on one machine do not fight over the cores."""
+    if not n:
+        return
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(int(n))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except (ImportError, RuntimeError) as e:  # RuntimeError: TF already initialised
+        log.debug("could not set TF threads: %s", e)
+
+
+class AgeGenderPredictor:
+    """prepare once (load + trace), then predict(crops) -> (age years, female probability)."""
+
+    def __init__(self, cfg: ModelConfig | None = None):
+        self.cfg = cfg or ModelConfig()
+        set_threads(self.cfg.threads)
+        if self.cfg.random_init:
+            from .model import build_model
+
+            variant = self.cfg.variant if self.cfg.variant in VARIANTS else "unfrozen"
+            self.model = build_model(variant, backbone_weights=None, compile=False)
+            self.name, self.version, self.card = variant, "random-init", {}
+        else:
+            path = resolve_model_path(self.cfg)
+            self.model = load_model(path)
+            self.card = read_card(path)
+            self.name = self.card.get("variant") or path.stem
+            self.version = model_version(path, self.card)
+        self.batch_size = max(1, int(self.cfg.batch_size))
+        self._call = self._make_call()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def _make_call(self):
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            spec = tf.TensorSpec((self.batch_size, 128, 128, 3), tf.float32)
+            fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+            return lambda x: {k: v.numpy() for k, v in fn(tf.convert_to_tensor(x)).items()}
+        return lambda x: {k: np.asarray(v) for k, v in self.model.predict_on_batch(x).items()}
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(x)
+        ages, probs = np.empty(n, np.float32), np.empty(n, np.float32)
+        bs = self.batch_size
+        for i in range(0, n, bs):
+            chunk = x[i : i + bs]
+            m = len(chunk)
+            if m < bs:  # fixed shape: pad rather than retrace
+                chunk = np.concatenate([chunk, np.zeros((bs - m,) + chunk.shape[1:], chunk.dtype)])
+            out = self._call(chunk.astype(np.float32) / 127.5 - 1.0)
+            ages[i : i + m] = np.asarray(out["age"]).reshape(-1)[:m]
+            probs[i : i + m] = np.asarray(out["gender"]).reshape(-1)[:m]
+        return ages, probs
+
+    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB crops (N,128,128,3) -> ages clipped to [min_age, max_age], P(female)."""
+        if len(crops) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        if self.cfg.flip_tta:
+            a, p = self._run(np.concatenate([crops, crops[:, :, ::-1]]))
+            n = len(crops)
+            ages, probs = (a[:n] + a[n:]) / 2, (p[:n] + p[n:]) / 2
+        else:
+            ages, probs = self._run(crops)
+        return np.clip(ages, self.cfg.min_age, self.cfg.max_age), np.clip(probs, 0.0, 1.0)

@@ -1,0 +1,91 @@
+"""The row contract: the one definition of the output tables, and the atomic Parquet writer.
+
+Output folder:
+  OUT/faces/<shard>.parquet    one row per detected face
+  OUT/images/<shard>.parquet   one row per input file, whatever happened to it
+  OUT/manifest.json            config, model version, shard states
+  OUT/report.json, report.html summary; OUT/previews/*.jpg when asked
+Coordinates are original pixels of the photo as displayed (EXIF orientation applied).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FACES = pa.schema(
+    [
+        pa.field("image_path", pa.string(), nullable=False),
+        pa.field("face_index", pa.int32(), nullable=False),  # 0.. in reading order (top-left first)
+        pa.field("x1", pa.float32()),
+        pa.field("y1", pa.float32()),
+        pa.field("x2", pa.float32()),
+        pa.field("y2", pa.float32()),
+        pa.field("det_score", pa.float32()),
+        # left eye, right eye, nose, left mouth, right mouth as x0,y0,x1,y1,...,x4,y4
+        pa.field("landmarks", pa.list_(pa.float32(), 10)),
+        pa.field("age", pa.float32()),  # years
+        pa.field("gender", pa.string()),  # "male" | "female"
+        pa.field("female_prob", pa.float32()),  # P(female); gender == "female" iff >= 0.5
+        pa.field("model", pa.string()),  # variant, e.g. "unfrozen"
+        pa.field("model_version", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+IMAGES = pa.schema(
+    [
+        pa.field("image_path", pa.string(), nullable=False),
+        pa.field("bytes", pa.int64()),
+        pa.field("width", pa.int32()),  # original pixels, display orientation; null when unknown
+        pa.field("height", pa.int32()),
+        pa.field("n_faces", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),  # see faceproc.decode.STATUSES
+        pa.field("error", pa.string()),  # why, for every status other than ok / no_faces
+        pa.field("elapsed_ms", pa.float32()),  # decode + detect + crop + this image's share of predict
+        pa.field("shard", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+TABLES = {"faces": FACES, "images": IMAGES}
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_atomic(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write to a temp name in the same folder, fsync, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_table(out: str | os.PathLike, name: str) -> pa.Table:
+    """All shards of one table (an empty table with the schema when there are none)."""
+    folder = Path(out) / name
+    files = sorted(p for p in folder.glob("*.parquet")) if folder.exists() else []
+    if not files:
+        return TABLES[name].empty_table()
+    return pa.concat_tables([pq.read_table(f, schema=TABLES[name]) for f in files])

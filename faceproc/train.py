@@ -1,0 +1,353 @@
+"""Training of both variants through the crop cache.
+
+frozen:   the backbone is frozen and runs in inference mode, so its pooled features are computed once
+          (for each crop and its mirror image) and the heads are trained on them; the heads are then
+          copied into the full model. Same model and loss as training end to end, minutes instead of hours.
+unfrozen: optional warm start (heads, incl. the BN, trained on cached features first), then the whole
+          network is fine-tuned on augmented crops with checkpoints every epoch, a CSV log, early
+          stopping on validation loss and resume after interruption.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .config import resolve_backbone_weights
+from .crop import POLICY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "unfrozen"
+    datasets: list[dict] = field(default_factory=list)  # [{type: utkface, root: ...}, {type: ffhq_aging, labels: ...}]
+    cache: str | None = None  # crop cache parquet; default <out>/../cache/<datasets>.parquet
+    backbone_weights: str | None = None  # None -> $FACEPROC_BACKBONE_WEIGHTS -> "imagenet"
+    val_fraction: float = 0.2
+    seed: int = 42
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float | None = None  # None = reference (Adam() frozen, Adam(1e-4) unfrozen)
+    lr_schedule: str = "constant"  # constant | cosine
+    age_loss: str = "mse"  # mse (reference) | huber | mae
+    loss_weights: dict | None = None  # None = reference (1:1)
+    augment: dict = field(default_factory=lambda: {"flip": True, "shift": 0.0, "scale": 0.0, "rotate": 0.0, "color": 0.0})
+    feature_flip: bool = True  # frozen: mirrored crops' features as extra training rows
+    warm_start: bool = False  # unfrozen: fit the heads on cached features before fine-tuning
+    warm_start_epochs: int = 30
+    patience: int = 4
+    steps_per_epoch: int | None = None  # cap per epoch (smoke tests); None = whole train split
+    min_age_conf: float = 0.0
+    min_gender_conf: float = 0.0
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None, **overrides) -> "TrainConfig":
+        data = {}
+        if path:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training config key(s): {sorted(unknown)}")
+        cfg = cls(**data)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(cfg, k, v)
+        return cfg
+
+
+# ------------------------------------------------------------------------------------ data
+
+def read_records(cfg: TrainConfig):
+    from .data.ffhq_aging import read_ffhq_aging
+    from .data.utkface import read_utkface
+
+    records, stats = [], {}
+    for ds in cfg.datasets:
+        kind = ds.get("type", "utkface")
+        if kind == "utkface":
+            recs, st = read_utkface(ds["root"])
+        elif kind == "ffhq_aging":
+            recs, st = read_ffhq_aging(ds["labels"], ds.get("images"), cfg.min_age_conf, cfg.min_gender_conf)
+        else:
+            raise ValueError(f"unknown dataset type {kind!r}")
+        records += recs
+        stats[f"{kind}:{ds.get('root') or ds.get('labels')}"] = st.as_dict()
+    if not records:
+        raise ValueError("no training records: give at least one dataset (--data DIR)")
+    return records, stats
+
+
+def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
+    """Records -> split manifest -> crop cache -> arrays for train and val."""
+    from .data.cache import build_cache, load_cache
+    from .data.split import read_manifest, stratified_split, write_manifest
+
+    records, read_stats = read_records(cfg)
+    cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
+    cache_meta = build_cache(records, cache_path)
+    manifest = cache_path.with_name(cache_path.stem + f".split-{cfg.seed}-{cfg.val_fraction}.json")
+    if manifest.exists():
+        split, _ = read_manifest(manifest)
+    else:
+        split = stratified_split(records, cfg.val_fraction, cfg.seed)
+        write_manifest(manifest, split, {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "stratified_by": "age band x gender"})
+    data = load_cache(cache_path)
+    which = np.array([split.get(k, "train") for k in data["key"]])
+    tr, va = which == "train", which == "val"
+    return {
+        "train": {k: v[tr] for k, v in data.items()},
+        "val": {k: v[va] for k, v in data.items()},
+        "cache": str(cache_path),
+        "manifest": str(manifest),
+        "read_stats": read_stats,
+        "cache_summary": {k: v for k, v in cache_meta.items() if k != "failed_keys"} | {"failed_examples": cache_meta.get("failed_keys", [])[:50]},
+    }
+
+
+def preprocess(crops_uint8: np.ndarray) -> np.ndarray:
+    """mobilenet_v2.preprocess_input, written out so it needs no backend: x / 127.5 - 1."""
+    return crops_uint8.astype(np.float32) / 127.5 - 1.0
+
+
+def augment_batch(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndarray:
+    """Flip, small similarity jitter and colour jitter on uint8 crops (numpy/OpenCV: backend-free)."""
+    import cv2
+
+    x = x.copy()
+    n, s = len(x), x.shape[1]
+    if aug.get("flip"):
+        f = rng.random(n) < 0.5
+        x[f] = x[f, :, ::-1]
+    shift, scale, rot = aug.get("shift", 0.0), aug.get("scale", 0.0), aug.get("rotate", 0.0)
+    if shift or scale or rot:
+        for i in range(n):
+            a = rng.uniform(-rot, rot)
+            z = 1.0 + rng.uniform(-scale, scale)
+            m = cv2.getRotationMatrix2D((s / 2, s / 2), a, z)
+            m[:, 2] += rng.uniform(-shift, shift, 2) * s
+            x[i] = cv2.warpAffine(x[i], m, (s, s), borderMode=cv2.BORDER_REPLICATE)
+    c = aug.get("color", 0.0)
+    if c:
+        xf = x.astype(np.float32)
+        gain = 1.0 + rng.uniform(-c, c, (n, 1, 1, 1))
+        bias = rng.uniform(-c, c, (n, 1, 1, 1)) * 64
+        gray = xf.mean(axis=3, keepdims=True)
+        sat = 1.0 + rng.uniform(-c, c, (n, 1, 1, 1))
+        xf = gray + (xf - gray) * sat
+        x = np.clip(xf * gain + bias, 0, 255).astype(np.uint8)
+    return x
+
+
+def _targets(d: dict) -> dict[str, np.ndarray]:
+    return {"age": d["age"].reshape(-1, 1).astype(np.float32), "gender": d["gender"].reshape(-1, 1).astype(np.float32)}
+
+
+class CropSequence:
+    """Keras PyDataset over in-memory crops with per-epoch shuffling and augmentation."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class _Seq(keras.utils.PyDataset):
+            def __init__(self, crops, targets, batch_size, aug, seed, steps=None):
+                super().__init__(workers=1, use_multiprocessing=False)
+                self.crops, self.targets, self.bs, self.aug = crops, targets, batch_size, aug
+                self.rng = np.random.default_rng(seed)
+                self.order = self.rng.permutation(len(crops))
+                self.steps = steps
+
+            def __len__(self):
+                n = math.ceil(len(self.crops) / self.bs)
+                return min(n, self.steps) if self.steps else n
+
+            def __getitem__(self, i):
+                idx = np.sort(self.order[i * self.bs : (i + 1) * self.bs])
+                x = augment_batch(self.crops[idx], self.rng, self.aug) if self.aug else self.crops[idx]
+                return preprocess(x), {k: v[idx] for k, v in self.targets.items()}
+
+            def on_epoch_end(self):
+                self.order = self.rng.permutation(len(self.crops))
+
+        return _Seq(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------ features
+
+def backbone_features(backbone_weights: str, crops: np.ndarray, batch_size: int = 128, flip: bool = False) -> np.ndarray:
+    """Pooled ImageNet MobileNetV2 features (inference mode) of uint8 crops."""
+    import keras
+
+    base = keras.applications.MobileNetV2(input_shape=(128, 128, 3), include_top=False, weights=backbone_weights)
+    inp = keras.Input((128, 128, 3))
+    feat = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(base(inp, training=False)))
+    out = np.empty((len(crops), feat.output_shape[-1]), np.float32)
+    for i in range(0, len(crops), 1024):
+        c = crops[i : i + 1024]
+        if flip:
+            c = c[:, :, ::-1]
+        out[i : i + len(c)] = feat.predict(preprocess(c), batch_size=batch_size, verbose=0)
+    return out
+
+
+def _cached_features(cache_dir: Path, tag: str, backbone_weights: str, crops: np.ndarray, flip: bool) -> np.ndarray:
+    """Backbone features are a pure function of crops and weights: keep them beside the cache."""
+    import hashlib
+
+    h = hashlib.sha256(crops[:: max(1, len(crops) // 64)].tobytes())
+    h.update(f"{len(crops)}|{backbone_weights}|{flip}".encode())
+    path = cache_dir / f"features-{tag}-{h.hexdigest()[:12]}.npy"
+    if path.exists():
+        return np.load(path)
+    t = time.time()
+    f = backbone_features(backbone_weights, crops, flip=flip)
+    np.save(path, f)
+    log.info("features %s: %d crops in %.0f s", tag, len(crops), time.time() - t)
+    return f
+
+
+def fit_heads(variant, cfg: TrainConfig, ftr, ytr, fva, yva, epochs, out: Path, tag: str):
+    """Train GAP-feature -> heads (the trainable part of `frozen`, the warm start of `unfrozen`)."""
+    import keras
+
+    from .model import build_head, compile_model
+
+    keras.utils.set_random_seed(cfg.seed)
+    inp = keras.Input((ftr.shape[1],), name="features")
+    age, gender = build_head(inp, variant)
+    head = keras.Model(inp, {"age": age, "gender": gender})
+    lr = cfg.learning_rate if variant == "frozen" else 1e-3  # the warm start may move faster than the fine-tune
+    compile_model(head, "frozen", age_loss=cfg.age_loss, learning_rate=lr, loss_weights=cfg.loss_weights)
+    # Start the age bias at the mean age: saves hundreds of epochs of walking up from 0 with MSE.
+    head.get_layer("age").bias.assign(np.array([float(ytr["age"].mean())], np.float32))
+    cbs = [
+        keras.callbacks.CSVLogger(str(out / f"{tag}_log.csv")),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=max(cfg.patience, 8), restore_best_weights=True),
+    ]
+    hist = head.fit(ftr, ytr, validation_data=(fva, yva), epochs=epochs, batch_size=256, callbacks=cbs, verbose=2)
+    return head, hist.history
+
+
+def copy_head_weights(head, model) -> None:
+    for layer in head.layers:
+        if layer.weights and layer.name in {l.name for l in model.layers}:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+# ------------------------------------------------------------------------------------ main
+
+def _lr_callback(cfg: TrainConfig, base_lr: float):
+    import keras
+
+    if cfg.lr_schedule == "cosine":
+        return keras.callbacks.LearningRateScheduler(
+            lambda e, lr: float(base_lr * 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs)))
+        )
+    if cfg.lr_schedule == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=1)
+    return None
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike, command: str | None = None) -> dict[str, Any]:
+    import keras
+
+    from .model import build_model, compile_model, save_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    backbone = resolve_backbone_weights(cfg.backbone_weights)
+    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    t0 = time.time()
+    data = prepare_data(cfg, out)
+    tr, va = data["train"], data["val"]
+    log.info("train %d, val %d crops (cache %s)", len(tr["age"]), len(va["age"]), data["cache"])
+    ytr, yva = _targets(tr), _targets(va)
+    cache_dir = Path(data["cache"]).parent
+    history: dict[str, Any] = {}
+
+    need_features = cfg.variant == "frozen" or cfg.warm_start
+    if need_features:
+        ftr = _cached_features(cache_dir, "train", backbone, tr["crops"], False)
+        fva = _cached_features(cache_dir, "val", backbone, va["crops"], False)
+        if cfg.feature_flip:
+            ftr_f = _cached_features(cache_dir, "train-flip", backbone, tr["crops"], True)
+            ftr = np.concatenate([ftr, ftr_f])
+            ytr_h = {k: np.concatenate([v, v]) for k, v in ytr.items()}
+        else:
+            ytr_h = ytr
+    if cfg.variant == "frozen":
+        head, history = fit_heads("frozen", cfg, ftr, ytr_h, fva, yva, cfg.epochs, out, "heads")
+        model = build_model("frozen", backbone, age_loss=cfg.age_loss, learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
+        copy_head_weights(head, model)
+    else:
+        ckpt = out / "checkpoint.keras"
+        log_csv = out / "log.csv"
+        initial_epoch = 0
+        if ckpt.exists():
+            model = keras.saving.load_model(ckpt, compile=True, safe_mode=True)
+            if log_csv.exists():
+                with open(log_csv) as fh:
+                    initial_epoch = sum(1 for _ in csv.DictReader(fh))
+            log.info("resuming from %s at epoch %d", ckpt, initial_epoch)
+        else:
+            model = build_model("unfrozen", backbone, age_loss=cfg.age_loss, learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
+            if cfg.warm_start:
+                head, history["warm_start"] = fit_heads("unfrozen", cfg, ftr, ytr_h, fva, yva, cfg.warm_start_epochs, out, "warm_start")
+                copy_head_weights(head, model)
+        keras.utils.set_random_seed(cfg.seed + initial_epoch)
+        seq = CropSequence(tr["crops"], ytr, cfg.batch_size, cfg.augment, cfg.seed + initial_epoch, cfg.steps_per_epoch)
+        val_x = preprocess(va["crops"])
+        cbs = [
+            keras.callbacks.CSVLogger(str(log_csv), append=True),
+            keras.callbacks.ModelCheckpoint(str(ckpt), save_best_only=False),
+            keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_loss", save_best_only=True),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+        ]
+        base_lr = cfg.learning_rate or 1e-4
+        if (cb := _lr_callback(cfg, base_lr)) is not None:
+            cbs.append(cb)
+        if initial_epoch < cfg.epochs:
+            hist = model.fit(seq, validation_data=(val_x, yva), epochs=cfg.epochs, initial_epoch=initial_epoch,
+                             callbacks=cbs, verbose=2)
+            history["fine_tune"] = hist.history
+        if (out / "best.keras").exists():
+            model = keras.saving.load_model(out / "best.keras", compile=True, safe_mode=True)
+
+    from .evaluate import evaluate_arrays
+
+    metrics = {
+        "val": evaluate_arrays(model, va["crops"], va["age"], va["gender"], flip=False),
+        "val_flip_tta": evaluate_arrays(model, va["crops"], va["age"], va["gender"], flip=True),
+    }
+    card = {
+        "variant": cfg.variant,
+        "architecture": "MobileNetV2(alpha=1.0, include_top=False) -> GAP" + (" -> BN" if cfg.variant == "unfrozen" else "")
+        + " -> Dropout(0.5) -> age Dense(1, linear), gender Dense(1, sigmoid)",
+        "crop_policy": POLICY,
+        "backbone_source": backbone if backbone == "imagenet" else f"ImageNet MobileNetV2 1.0 weights file {Path(backbone).name}",
+        "training_data": {"datasets": cfg.datasets, "read_stats": data["read_stats"], "cache": data["cache_summary"],
+                          "split_manifest": Path(data["manifest"]).name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"]))},
+        "train_config": dataclasses.asdict(cfg),
+        "command": command,
+        "metrics": metrics,
+        "seconds": round(time.time() - t0, 1),
+        "keras_backend": keras.backend.backend(),
+    }
+    save_model(model, out / "model.keras", card)
+    (out / "history.json").write_text(json.dumps(history, indent=1, default=float))
+    return card
