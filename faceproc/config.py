@@ -147,6 +147,7 @@ def resolve_weights_dir(cfg: ModelConfig) -> Path:
     return Path(d).expanduser() if d else Path(__file__).parent / "weights"
 
 
-def resolve_backbone_weights(value: str | None = None) -> str:
-    """`imagenet` (Keras download) unless a local .h5 is configured."""
-    return value or os.environ.get(ENV_BACKBONE_WEIGHTS) or "imagenet"
+def resolve_backbone_weights(value: str | None = None) -> str | None:
+    """`imagenet` (Keras download) unless a local .h5 is configured; `none` = random init (tests)."""
+    v = value or os.environ.get(ENV_BACKBONE_WEIGHTS) or "imagenet"
+    return None if v == "none" else v

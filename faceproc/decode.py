@@ -9,6 +9,7 @@ header, before a single pixel is decoded.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -78,7 +79,10 @@ def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
     """Raise DecodeFailure with a status from decode.STATUSES on any problem."""
     cfg = cfg or DecodeConfig()
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or stream forever
+            raise DecodeFailure(UNREADABLE, "not a regular file")
+        size = st.st_size
         fh = open(path, "rb")
     except OSError as e:
         raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from None

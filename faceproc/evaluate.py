@@ -71,8 +71,9 @@ def format_table(results: dict[str, dict]) -> str:
     lines = [f"{'model':<28} {'train loss':>10} {'val loss':>10} {'age MAE':>8} {'gender acc':>10}"]
     for name, r in results.items():
         tl = r.get("train", {}).get("loss")
+        tl_s = "-" if tl is None else f"{tl:.3f}"
         v = r["val"]
-        lines.append(f"{name:<28} {tl if tl is None else f'{tl:10.3f}':>10} {v['loss']:10.3f} {v['age_mae']:8.2f} {100 * v['gender_acc']:9.2f}%")
+        lines.append(f"{name:<28} {tl_s:>10} {v['loss']:10.3f} {v['age_mae']:8.2f} {100 * v['gender_acc']:9.2f}%")
     lines.append("")
     groups = list(AGE_BANDS) + ["male", "female"]
     lines.append(f"{'age MAE / gender acc':<28} " + " ".join(f"{g:>13}" for g in groups))

@@ -262,10 +262,27 @@ def _lr_callback(cfg: TrainConfig, base_lr: float):
     return None
 
 
+def _backbone_source(backbone: str | None) -> str:
+    if backbone is None:
+        return "random init (no pretrained weights)"
+    if backbone == "imagenet":
+        return "keras.applications ImageNet weights (download)"
+    return f"ImageNet MobileNetV2 1.0 no-top weights file {Path(backbone).name}"
+
+
 def train(cfg: TrainConfig, out: str | os.PathLike, command: str | None = None) -> dict[str, Any]:
+    """Records -> crop cache -> split -> fit -> model.keras with its card."""
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return fit(cfg, prepare_data(cfg, out), out, command)
+
+
+def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None = None) -> dict[str, Any]:
+    """Train on prepared arrays (prepare_data's dict), save model.keras + model card into `out`."""
     import keras
 
-    from .model import build_model, compile_model, save_model
+    from .model import build_model, save_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,11 +290,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, command: str | None = None) 
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     t0 = time.time()
-    data = prepare_data(cfg, out)
     tr, va = data["train"], data["val"]
-    log.info("train %d, val %d crops (cache %s)", len(tr["age"]), len(va["age"]), data["cache"])
+    log.info("train %d, val %d crops (cache %s)", len(tr["age"]), len(va["age"]), data.get("cache"))
     ytr, yva = _targets(tr), _targets(va)
-    cache_dir = Path(data["cache"]).parent
+    cache_dir = Path(data["cache"]).parent if data.get("cache") else out
     history: dict[str, Any] = {}
 
     need_features = cfg.variant == "frozen" or cfg.warm_start
@@ -339,9 +355,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, command: str | None = None) 
         "architecture": "MobileNetV2(alpha=1.0, include_top=False) -> GAP" + (" -> BN" if cfg.variant == "unfrozen" else "")
         + " -> Dropout(0.5) -> age Dense(1, linear), gender Dense(1, sigmoid)",
         "crop_policy": POLICY,
-        "backbone_source": backbone if backbone == "imagenet" else f"ImageNet MobileNetV2 1.0 weights file {Path(backbone).name}",
-        "training_data": {"datasets": cfg.datasets, "read_stats": data["read_stats"], "cache": data["cache_summary"],
-                          "split_manifest": Path(data["manifest"]).name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"]))},
+        "backbone_source": _backbone_source(backbone),
+        "training_data": {"datasets": cfg.datasets, "read_stats": data.get("read_stats"), "cache": data.get("cache_summary"),
+                          "split_manifest": Path(data.get("manifest") or "").name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"]))},
         "train_config": dataclasses.asdict(cfg),
         "command": command,
         "metrics": metrics,

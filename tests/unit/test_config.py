@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from faceproc.config import (Config, DetectorConfig, ModelConfig, resolve_detector_pack, resolve_insightface_root,
+                             resolve_weights_dir)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_annotate_yaml_equals_code_defaults():
+    assert Config.load(REPO / "configs" / "annotate.yaml").to_dict() == Config().to_dict()
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("detector:\n  sizess: [640]\n")
+    with pytest.raises(ValueError, match="sizess"):
+        Config.load(p)
+
+
+def test_overrides_and_env_precedence(monkeypatch):
+    monkeypatch.setenv("FACEPROC_INSIGHTFACE_ROOT", "/env/root")
+    monkeypatch.setenv("FACEPROC_DETECTOR_PACK", "buffalo_s")
+    assert resolve_insightface_root(DetectorConfig()) == "/env/root"
+    assert resolve_insightface_root(DetectorConfig(root="/explicit")) == "/explicit"
+    assert resolve_detector_pack(DetectorConfig()) == "buffalo_s"
+    assert resolve_detector_pack(DetectorConfig(pack="buffalo_m")) == "buffalo_m"
+    monkeypatch.delenv("FACEPROC_INSIGHTFACE_ROOT")
+    monkeypatch.delenv("FACEPROC_DETECTOR_PACK")
+    assert resolve_insightface_root(DetectorConfig()) == "~/.insightface"  # online default
+    assert resolve_detector_pack(DetectorConfig()) == "buffalo_m"
+    cfg = Config.load(None, {"model.batch_size": 7, "model.variant": None})
+    assert cfg.model.batch_size == 7 and cfg.model.variant == "unfrozen"
+
+
+def test_weights_dir_defaults_to_package(monkeypatch):
+    monkeypatch.delenv("FACEPROC_WEIGHTS_DIR", raising=False)
+    assert resolve_weights_dir(ModelConfig()).name == "weights"
+    monkeypatch.setenv("FACEPROC_WEIGHTS_DIR", "/w")
+    assert str(resolve_weights_dir(ModelConfig())) == "/w"
