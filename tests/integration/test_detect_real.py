@@ -1,0 +1,100 @@
+"""The real SCRFD detector from ../shared on real and generated photos."""
+
+import numpy as np
+import pytest
+
+from faceproc.config import DetectorConfig
+from faceproc.synth import box_inside, mosaic
+from tests.conftest import requires_shared
+
+pytestmark = requires_shared
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from faceproc.detect import FaceDetector
+
+    return FaceDetector(DetectorConfig())
+
+
+def iou(a, b):
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, x2 - x1) * max(0, y2 - y1)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_group_photo_t1_has_six_faces_on_the_faces(detector):
+    import insightface
+    from insightface.app import FaceAnalysis
+
+    from tests.conftest import INSIGHTFACE_ROOT
+
+    bgr = insightface.data.get_image("t1")
+    det = detector.detect(bgr[..., ::-1].copy())
+    assert len(det) == 6 and (det.scores > 0.6).all()
+    # Independent reference: insightface's own FaceAnalysis at its 640 default on the same photo.
+    app = FaceAnalysis(name="buffalo_m", root=str(INSIGHTFACE_ROOT), allowed_modules=["detection"],
+                       providers=["CPUExecutionProvider"])
+    app.prepare(ctx_id=-1, det_size=(640, 640))
+    ref = app.get(bgr)
+    assert len(ref) == 6
+    for f in ref:
+        assert max(iou(f.bbox, b) for b in det.boxes) > 0.8
+    for b, k in zip(det.boxes, det.kps):  # the 5 landmarks sit inside their box
+        assert (k[:, 0] > b[0]).all() and (k[:, 0] < b[2]).all() and (k[:, 1] > b[1]).all() and (k[:, 1] < b[3]).all()
+
+
+def test_astronaut_one_face(detector):
+    import skimage.data
+
+    det = detector.detect(skimage.data.astronaut())
+    assert len(det) == 1
+    x1, y1, x2, y2 = det.boxes[0]
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    assert 180 < cx < 280 and 80 < cy < 170  # Eileen Collins' face, upper middle of the 512x512 photo
+
+
+def test_close_ups_that_fill_the_frame(detector, utk_files):
+    import cv2
+
+    files = utk_files[::1000][:20]
+    found = 0
+    for f in files:
+        rgb = cv2.imread(f)[..., ::-1].copy()
+        det = detector.detect(rgb)
+        if len(det):
+            b = det.boxes[0]
+            found += abs((b[0] + b[2]) / 2 - 100) < 40 and (b[2] - b[0]) > 60
+    assert found >= 19, f"{found}/20 close-ups found"
+
+
+def test_forty_pixel_faces_in_a_12mp_photo(detector, utk_files):
+    """UTKFace crops pasted at 48 px (the detected face box ~40 px wide) into a 4000x3000 photo, decoded the
+    way the pipeline decodes (long side 2048), detected with tiles and without."""
+    import cv2
+
+    from faceproc.decode import decode_file
+
+    rng = np.random.default_rng(5)
+    picks = [utk_files[i] for i in rng.choice(len(utk_files), 12, replace=False)]
+    img, placed = mosaic(picks, (4000, 3000), 48, rng)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "big.jpg"
+        cv2.imwrite(str(p), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        dec = decode_file(str(p))
+    det = detector.detect(dec.rgb)
+    boxes = det.boxes / dec.scale
+    widths = boxes[:, 2] - boxes[:, 0]
+    hits = sum(any(box_inside(b, pl.box, slack=0.1) for b in boxes) for pl in placed)
+    print("tiled", hits, "widths", np.round(widths))
+    assert hits >= 11, f"{hits}/12 small faces found"
+    assert 30 < np.median(widths) < 46
+    from faceproc.detect import FaceDetector
+
+    no_tiles = FaceDetector(DetectorConfig(tiles="never")).detect(dec.rgb)
+    hits_plain = sum(any(box_inside(b, pl.box, slack=0.1) for b in no_tiles.boxes / dec.scale) for pl in placed)
+    assert hits_plain < hits  # the tiled pass is what finds them

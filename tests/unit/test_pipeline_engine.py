@@ -1,0 +1,130 @@
+"""Pipeline and engine with stand-in models (fast); the real models run in tests/integration."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import faceproc.detect
+import faceproc.predict
+from faceproc.config import Config
+from faceproc.detect import Detections
+from faceproc.engine import RunConfigMismatch, OutputNotWritable, annotate
+
+
+class FakeDetector:
+    """One 'face' in the middle of every image whose top-left pixel is white."""
+
+    def __init__(self, cfg=None):
+        pass
+
+    def detect(self, rgb):
+        h, w = rgb.shape[:2]
+        if rgb[0, 0].min() < 250:
+            return Detections.empty()
+        box = np.array([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]], np.float32)
+        kps = np.array([[[w * 0.4, h * 0.4], [w * 0.6, h * 0.4], [w * 0.5, h * 0.5], [w * 0.42, h * 0.6],
+                         [w * 0.58, h * 0.6]]], np.float32)
+        return Detections(box, kps, np.array([0.9], np.float32))
+
+
+class FakePredictor:
+    name, version = "fake", "v0"
+    calls = []
+
+    def __init__(self, cfg=None):
+        pass
+
+    def predict(self, crops):
+        FakePredictor.calls.append(len(crops))
+        return np.full(len(crops), 33.0, np.float32), np.full(len(crops), 0.8, np.float32)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    monkeypatch.setattr(faceproc.detect, "FaceDetector", FakeDetector)
+    monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", FakePredictor)
+    FakePredictor.calls.clear()
+
+
+def make_tree(root, n=7):
+    for i in range(n):
+        img = np.full((80, 100, 3), 100, np.uint8)
+        if i % 2 == 0:
+            img[0, 0] = 255  # has a "face"
+        d = root / f"d{i % 3}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    (root / "d0" / "broken.jpg").write_bytes(b"nope")
+
+
+def cfg_for_tests(**run):
+    cfg = Config()
+    cfg.model.random_init = True
+    for k, v in run.items():
+        setattr(cfg.run, k, v)
+    return cfg
+
+
+def test_rows_statuses_and_batching_across_images(tmp_path, fakes):
+    make_tree(tmp_path / "in")
+    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100), engine="local")
+    images = pd.read_parquet(tmp_path / "out" / "images")
+    faces = pd.read_parquet(tmp_path / "out" / "faces")
+    assert len(images) == 8 and images["image_path"].is_unique
+    assert images.set_index(images["image_path"].str.rsplit("/", n=1).str[-1])["status"].to_dict() == {
+        "0.png": "ok", "1.png": "no_faces", "2.png": "ok", "3.png": "no_faces", "4.png": "ok", "5.png": "no_faces",
+        "6.png": "ok", "broken.jpg": "not_an_image"}
+    assert len(faces) == 4 and set(faces["gender"]) == {"female"} and (faces["age"] == 33).all()
+    assert faces[["x1", "y1", "x2", "y2"]].iloc[0].tolist() == [25.0, 20.0, 75.0, 60.0]
+    assert faces["landmarks"].iloc[0].shape == (10,)
+    # Crops of all images of a shard go to the model together, not one face at a time.
+    assert max(FakePredictor.calls) >= 2
+    assert rep["files"] == 8 and rep["faces"] == 4 and rep["failed_files"] == 1
+    assert (tmp_path / "out" / "report.html").read_text().count("<img") == 3
+
+
+def test_resume_skips_done_shards_and_redoes_changed_ones(tmp_path, fakes):
+    make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    first = pd.read_parquet(out / "images").sort_values("image_path").reset_index(drop=True)
+    n_calls = len(FakePredictor.calls)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    assert len(FakePredictor.calls) == n_calls  # nothing redone
+    # Simulate a crash after one shard's rows were written but before its marker.
+    marker = sorted((out / "_shards").glob("*.json"))[0]
+    marker.unlink()
+    # And a new file in one folder: that folder's last shard changes and is redone.
+    Image.fromarray(np.full((80, 100, 3), 255, np.uint8)).save(tmp_path / "in" / "d1" / "new.png")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    again = pd.read_parquet(out / "images")
+    assert again["image_path"].is_unique and len(again) == len(first) + 1
+    faces = pd.read_parquet(out / "faces")
+    assert not faces.duplicated(["image_path", "face_index"]).any()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "complete" and len(manifest["history"]) == 3
+
+
+def test_other_settings_into_same_output_are_refused(tmp_path, fakes):
+    make_tree(tmp_path / "in", 2)
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local")
+    cfg = cfg_for_tests()
+    cfg.detector.threshold = 0.7
+    with pytest.raises(RunConfigMismatch, match="detector.threshold"):
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", force=True)
+    # Batch size and worker counts do not change rows: allowed.
+    cfg.model.batch_size = 3
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local")
+
+
+def test_errors_before_any_work(tmp_path, fakes):
+    with pytest.raises(FileNotFoundError):
+        annotate([str(tmp_path / "missing")], tmp_path / "out", cfg_for_tests(), engine="local")
+    make_tree(tmp_path / "in", 1)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputNotWritable):
+        annotate([str(tmp_path / "in")], tmp_path / "file" / "out", cfg_for_tests(), engine="local")
