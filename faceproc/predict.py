@@ -55,7 +55,10 @@ class AgeGenderPredictor:
         if self.cfg.random_init:
             from .model import build_model
 
+            import keras
+
             variant = self.cfg.variant if self.cfg.variant in VARIANTS else "unfrozen"
+            keras.utils.set_random_seed(0)  # the same "random" model in every worker and every run
             self.model = build_model(variant, backbone_weights=None, compile=False)
             self.name, self.version, self.card = variant, "random-init", {}
         else:

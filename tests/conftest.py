@@ -30,6 +30,9 @@ def shared_available() -> bool:
     return (INSIGHTFACE_ROOT / "models" / "buffalo_m" / "det_2.5g.onnx").exists() and UTKFACE.is_dir()
 
 
+if os.environ.get("FACEPROC_REQUIRE_SHARED") == "1" and not shared_available():
+    raise RuntimeError(f"FACEPROC_REQUIRE_SHARED=1 but the offline models/data are not under {SHARED}")
+
 requires_shared = pytest.mark.skipif(not shared_available(), reason="../shared models/data not present")
 
 
