@@ -137,5 +137,17 @@ def evaluate(models, data, cache, split, flip, json_out, config) -> None:
     click.echo(f"results: {path}")
 
 
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--variant", type=click.Choice(["frozen", "unfrozen"]), required=True)
+@click.option("--to", "dest", type=click.Path(file_okay=False), default=None, help="Weights folder [default: the package's].")
+def ship(model, variant, dest) -> None:
+    """Copy a trained model and its card into the weights folder `annotate --model VARIANT` loads."""
+    from .model import publish
+
+    card = publish(model, variant, dest)
+    click.echo(f"{card['file']} ({card['bytes'] / 1e6:.1f} MB, version {card['version']})")
+
+
 if __name__ == "__main__":
     main()

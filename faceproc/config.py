@@ -41,11 +41,10 @@ class DetectorConfig:
     model_file: str | None = None  # explicit SCRFD .onnx, bypasses pack lookup
     # Whole-image passes merged by NMS: small sizes find faces that fill the frame, 640 normal photos.
     sizes: list[int] = field(default_factory=lambda: [160, 640])
-    # Tiled 640 px pass for big photos, so small faces are not lost when the photo is shrunk to 640.
-    tiles: str = "auto"  # auto | always | never
-    tile_above: int = 1100  # auto: tile when the decoded long side exceeds this
-    tile_size: int = 640
-    tile_overlap: int = 96
+    # One more pass at about the decoded resolution for big photos, so small faces are not lost when
+    # the photo is shrunk to 640.
+    full_res: str = "auto"  # auto (when the decoded long side > full_res_above) | always | never
+    full_res_above: int = 1100
     threshold: float = 0.5
     nms_threshold: float = 0.4
     min_face: float = 8.0  # drop boxes smaller than this (original pixels, shorter side)

@@ -162,3 +162,24 @@ def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> dict[str
     tmp_card.write_text(json.dumps(card, indent=2, default=str))
     os.replace(tmp_card, card_path(path))
     return card
+
+
+def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Copy model + card to <weights dir>/<variant>.keras/.json; the card keeps its training record."""
+    import shutil
+
+    src = Path(model_path)
+    dest_dir = Path(dest) if dest else Path(__file__).parent / "weights"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    card = read_card(src)
+    if card.get("variant") not in (None, variant):
+        raise ValueError(f"{src} is a {card.get('variant')} model, not {variant}")
+    target = dest_dir / f"{variant}.keras"
+    tmp = target.with_name(target.stem + ".tmp.keras")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, target)
+    sha = file_sha256(target)
+    card.update(file=target.name, bytes=target.stat().st_size, sha256=sha, variant=variant,
+                version=card.get("version") or f"{variant}-{sha[:12]}")
+    card_path(target).write_text(json.dumps(card, indent=2, default=str))
+    return card

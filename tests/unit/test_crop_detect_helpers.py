@@ -1,7 +1,8 @@
 import numpy as np
 
 from faceproc.crop import CROP_SIZE, crop_face, similarity_transform, template
-from faceproc.detect import nms, tile_origins
+from faceproc.config import DetectorConfig
+from faceproc.detect import FaceDetector, nms
 
 
 def test_similarity_recovers_known_transform(rng):
@@ -27,10 +28,19 @@ def test_crop_puts_keypoints_on_the_template():
         assert crop[int(round(y)), int(round(x))].max() > 100
 
 
-def test_nms_and_tiles():
+def test_nms():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
     keep = nms(boxes, np.array([0.9, 0.8, 0.7], np.float32), 0.4)
     assert keep.tolist() == [0, 2]
-    assert tile_origins(500, 640, 96) == [0]
-    o = tile_origins(2048, 640, 96)
-    assert o[0] == 0 and o[-1] == 2048 - 640 and all(b - a <= 640 - 96 for a, b in zip(o, o[1:]))
+
+
+def test_full_resolution_canvases_are_few_and_fit():
+    det = FaceDetector.__new__(FaceDetector)  # no model needed for the size rule
+    det.cfg = DetectorConfig()
+    assert det._full_res_size(768, 1024) is None  # small photo: the 640 pass is enough
+    assert det._full_res_size(1500, 2000) == (2048, 1536)
+    assert det._full_res_size(2000, 1500) == (1536, 2048)
+    assert det._full_res_size(1152, 2048) == (2048, 1152)
+    assert det._full_res_size(1200, 1200) == (1280, 1280)
+    sizes = {det._full_res_size(h, w) for h in range(1101, 2049, 37) for w in range(1101, 2049, 41)}
+    assert len(sizes) <= 21 and all(a % 32 == 0 and b % 32 == 0 for a, b in sizes)

@@ -1,0 +1,305 @@
+"""Annotate benchmark: naive loop vs. stage-sum limit vs. faceproc, on one fixed, seeded corpus.
+
+    python benchmarks/annotate.py                      # speed: ~200 images, a few minutes
+    python benchmarks/annotate.py --memory 1000 5000   # peak memory growth from 1,000 to 5,000 images
+
+Corpus: mosaics of UTKFace faces (../shared/data/utkface) on textured backgrounds, 0-12 faces per image,
+photo sizes from VGA to 12 MP, JPEG; built once per (seed, n) under benchmarks/corpus/.
+Writes benchmarks/results/<mode>.json and prints the same.
+
+naive    : cv2.imread -> insightface FaceAnalysis.get() (its default 128+640 passes) -> the Keras model
+           called with predict() on one face at a time.
+limit    : each stage alone on the same corpus (decode; detection on decoded images; cropping;
+           age/gender on pre-made crops at the best batch size), summed, divided by the cores the
+           pipeline uses. A pipeline that overlaps stages perfectly on those cores reaches it.
+faceproc : `faceproc annotate` through the engine on a local Ray, and `jobs/annotate.py` as a process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("FACEPROC_SHARED", REPO.parent / "shared"))
+os.environ.setdefault("FACEPROC_INSIGHTFACE_ROOT", str(SHARED / "models" / "insightface"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SIZES = [((640, 480), 0.3), ((1280, 960), 0.3), ((2048, 1536), 0.25), ((4000, 3000), 0.15)]
+
+
+# ------------------------------------------------------------------------------------ corpus
+
+def build_corpus(n: int, seed: int, root: Path, sizes=SIZES) -> Path:
+    from PIL import Image
+
+    from faceproc.synth import mosaic
+
+    out = root / f"seed{seed}-n{n}-{'x'.join(str(s[0][0]) for s in sizes)}"
+    if out.exists() and len(list(out.rglob("*.jpg"))) == n:
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    utk = sorted(str(p) for p in (SHARED / "data" / "utkface").glob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    probs = np.array([p for _, p in sizes])
+    for i in range(n):
+        (w, h) = sizes[rng.choice(len(sizes), p=probs / probs.sum())][0]
+        k = int(rng.integers(0, 13))
+        tile = int(rng.uniform(0.06, 0.18) * min(w, h))
+        tile = min(tile, min(w, h) // max(2, int(np.ceil(np.sqrt(max(k, 1))))) // 2 * 2)
+        picks = [utk[j] for j in rng.choice(len(utk), k, replace=False)]
+        img, _ = mosaic(picks, (w, h), max(tile, 40), rng)
+        d = out / f"d{i // 100:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i:05d}.jpg", quality=88)
+    return out
+
+
+def corpus_files(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*.jpg"))
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+class PeakRSS:
+    """Samples the RSS of this process and of every descendant (Ray workers included)."""
+
+    def __init__(self, interval=0.2):
+        import psutil
+
+        self.p = psutil.Process()
+        self.interval = interval
+        self.driver = 0
+        self.workers = 0
+        self.total = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                d = self.p.memory_info().rss
+                kids = 0
+                wmax = 0
+                for c in self.p.children(recursive=True):
+                    try:
+                        r = c.memory_info().rss
+                    except psutil.Error:
+                        continue
+                    kids += r
+                    if "ShardWorker" in " ".join(c.cmdline() or []) or "ShardWorker" in c.name():
+                        wmax = max(wmax, r)
+                self.driver = max(self.driver, d)
+                self.workers = max(self.workers, wmax)
+                self.total = max(self.total, d + kids)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join()
+
+    def as_dict(self):
+        mb = 1 / 2**20
+        return {"driver_mb": round(self.driver * mb, 1), "worker_max_mb": round(self.workers * mb, 1),
+                "all_processes_mb": round(self.total * mb, 1)}
+
+
+def model_config():
+    from faceproc.config import ModelConfig, resolve_weights_dir
+
+    cfg = ModelConfig()
+    if not (resolve_weights_dir(cfg) / "unfrozen.keras").exists():
+        cfg.random_init = True  # same compute as the trained model
+    return cfg
+
+
+# ------------------------------------------------------------------------------------ runs
+
+def run_naive(files: list[str]) -> dict:
+    import cv2
+    from insightface.app import FaceAnalysis
+
+    from faceproc.crop import crop_face
+    from faceproc.predict import AgeGenderPredictor
+
+    app = FaceAnalysis(name="buffalo_m", root=os.environ["FACEPROC_INSIGHTFACE_ROOT"], allowed_modules=["detection"],
+                       providers=["CPUExecutionProvider"])
+    app.prepare(ctx_id=-1)  # insightface 2.1 default: passes at 128 and 640
+    model = AgeGenderPredictor(model_config()).model
+    t0 = time.perf_counter()
+    n_faces = 0
+    for f in files:
+        bgr = cv2.imread(f)
+        faces = app.get(bgr)
+        rgb = bgr[..., ::-1]
+        for face in faces:
+            crop = crop_face(rgb, face.bbox, face.kps)
+            model.predict(crop[None].astype(np.float32) / 127.5 - 1, verbose=0)
+            n_faces += 1
+    s = time.perf_counter() - t0
+    return {"seconds": s, "images": len(files), "faces": n_faces, "images_per_s": len(files) / s, "faces_per_s": n_faces / s}
+
+
+def run_stages(files: list[str], batch_sizes=(16, 32, 64, 128)) -> dict:
+    from faceproc.config import Config
+    from faceproc.crop import crop_faces
+    from faceproc.decode import DecodeFailure, decode_file
+    from faceproc.detect import FaceDetector
+    from faceproc.predict import AgeGenderPredictor
+
+    cfg = Config()
+    t = time.perf_counter()
+    decoded = []
+    for f in files:
+        try:
+            decoded.append(decode_file(f, cfg.decode).rgb)
+        except DecodeFailure:
+            pass
+    t_decode = time.perf_counter() - t
+    det = FaceDetector(cfg.detector)
+    t = time.perf_counter()
+    dets = [det.detect(im) for im in decoded]
+    t_detect = time.perf_counter() - t
+    t = time.perf_counter()
+    crops = [crop_faces(im, d.boxes, d.kps) for im, d in zip(decoded, dets)]
+    t_crop = time.perf_counter() - t
+    crops = np.concatenate(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8)
+    best = None
+    per_bs = {}
+    for bs in batch_sizes:
+        mc = model_config()
+        mc.batch_size = bs
+        pred = AgeGenderPredictor(mc)
+        pred.predict(crops[:bs])  # trace
+        t = time.perf_counter()
+        pred.predict(crops)
+        per_bs[bs] = time.perf_counter() - t
+        best = bs if best is None or per_bs[bs] < per_bs[best] else best
+    stage = {"decode": t_decode, "detect": t_detect, "crop": t_crop, "predict": per_bs[best]}
+    return {"stage_seconds": stage, "predict_seconds_by_batch": per_bs, "best_batch": best,
+            "faces": int(len(crops)), "sum_seconds": sum(stage.values())}
+
+
+def run_faceproc(corpus: Path, out: Path, engine: str = "ray", batch_size: int | None = None, workers: int = 0) -> dict:
+    from faceproc.config import Config
+    from faceproc.engine import annotate
+
+    cfg = Config()
+    cfg.model = model_config()
+    if batch_size:
+        cfg.model.batch_size = batch_size
+    cfg.run.workers = workers
+    shutil.rmtree(out, ignore_errors=True)
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        rep = annotate([str(corpus)], out, cfg, engine=engine, progress=False)
+        s = time.perf_counter() - t0
+    return {"seconds": s, "images": rep["files"], "faces": rep["faces"], "images_per_s": rep["files"] / s,
+            "faces_per_s": rep["faces"] / s, "memory": mem.as_dict(), "engine": engine, "workers": workers}
+
+
+def run_job_script(corpus: Path, out: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, str(REPO / "jobs" / "annotate.py"), "--input", str(corpus), "--output", str(out)]
+    if model_config().random_init:
+        cmd.append("--random-init")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    s = time.perf_counter() - t0
+    import pandas as pd
+
+    n = len(pd.read_parquet(out / "images"))
+    nf = len(pd.read_parquet(out / "faces"))
+    return {"seconds": s, "images": n, "faces": nf, "images_per_s": n / s, "faces_per_s": nf / s}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=200, help="images in the speed corpus")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--memory", type=int, nargs=2, metavar=("SMALL", "LARGE"), help="memory-growth mode")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "limit", "job"])
+    ap.add_argument("--workers", type=int, default=0, help="Ray workers for faceproc (0 = one per CPU)")
+    ap.add_argument("--corpus-dir", default=str(REPO / "benchmarks" / "corpus"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    a = ap.parse_args()
+    import ray
+
+    cores = os.cpu_count() or 1
+    results: dict = {"machine": {"cpus": cores, "python": sys.version.split()[0]}, "model_random_init": model_config().random_init}
+    tmp = Path(tempfile.mkdtemp(prefix="faceproc-bench-"))
+    try:
+        if a.memory:
+            small, large = a.memory
+            sizes = [((640, 480), 0.6), ((1280, 960), 0.4)]
+            for n in (small, large):
+                corpus = build_corpus(n, a.seed, Path(a.corpus_dir), sizes)
+                results[f"faceproc_{n}"] = run_faceproc(corpus, tmp / f"out{n}", workers=a.workers)
+                ray.shutdown()
+                print(json.dumps({n: results[f"faceproc_{n}"]}), flush=True)
+            m0, m1 = results[f"faceproc_{small}"]["memory"], results[f"faceproc_{large}"]["memory"]
+            results["growth"] = {k: (m1[k] / m0[k] - 1) if m0[k] else None for k in m0}
+            name = "memory"
+        else:
+            corpus = build_corpus(a.n, a.seed, Path(a.corpus_dir))
+            files = corpus_files(corpus)
+            results["corpus"] = {"dir": str(corpus), "images": len(files),
+                                 "megapixels": round(sum(_mp(f) for f in files), 1)}
+            if "naive" not in a.skip:
+                results["naive"] = run_naive(files)
+                print("naive", json.dumps(results["naive"]), flush=True)
+            if "limit" not in a.skip:
+                st = run_stages(files)
+                st["cores_used"] = cores
+                st["images_per_s"] = len(files) / (st["sum_seconds"] / cores)
+                results["limit"] = st
+                print("limit", json.dumps(st), flush=True)
+            results["faceproc"] = run_faceproc(corpus, tmp / "out", workers=a.workers)
+            ray.shutdown()
+            print("faceproc", json.dumps(results["faceproc"]), flush=True)
+            if "job" not in a.skip:
+                results["faceproc_job_script"] = run_job_script(corpus, tmp / "out_job")
+                print("job", json.dumps(results["faceproc_job_script"]), flush=True)
+            fp = results["faceproc"]["images_per_s"]
+            results["ratios"] = {
+                "faceproc_over_naive": fp / results["naive"]["images_per_s"] if "naive" in results else None,
+                "faceproc_over_limit": fp / results["limit"]["images_per_s"] if "limit" in results else None,
+            }
+            name = "speed"
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / f"{name}.json").write_text(json.dumps(results, indent=1))
+        print(json.dumps(results.get("ratios") or results.get("growth"), indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _mp(path: str) -> float:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size[0] * im.size[1] / 1e6
+
+
+if __name__ == "__main__":
+    sys.exit(main())
