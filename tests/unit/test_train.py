@@ -50,3 +50,33 @@ def test_augment_keeps_shape_and_dtype():
     x = rng.integers(0, 255, (4, 128, 128, 3), dtype=np.uint8)
     y = augment_batch(x, rng, {"flip": True, "shift": 0.05, "scale": 0.05, "rotate": 5, "color": 0.1})
     assert y.shape == x.shape and y.dtype == np.uint8 and not np.array_equal(x, y)
+
+
+def test_batchnorm_recalibration_makes_inference_match_training_mode():
+    import keras
+
+    from faceproc.model import build_model
+    from faceproc.train import batchnorm_layers, preprocess, recalibrate_batchnorm
+
+    keras.utils.set_random_seed(0)
+    m = build_model("unfrozen", backbone_weights=None, compile=False)
+    m.get_layer("head_dropout").rate = 0.0
+    crops = synthetic(64, np.random.default_rng(2))["crops"]
+    for layer in batchnorm_layers(m):  # stale statistics, as after fine-tuning with momentum 0.999
+        layer.moving_mean.assign(layer.moving_mean + 0.5)
+        layer.moving_variance.assign(layer.moving_variance * 3.0)
+    x = preprocess(crops[:32])
+
+    def gap():
+        inf = np.asarray(m(x, training=False)["age"]).ravel()
+        snap = [v.numpy() for v in m.non_trainable_variables]
+        tr = np.asarray(m(x, training=True)["age"]).ravel()
+        for v, s in zip(m.non_trainable_variables, snap):
+            v.assign(s)
+        return np.abs(inf - tr).mean()
+
+    before = gap()
+    momenta = [l.momentum for l in batchnorm_layers(m)]
+    recalibrate_batchnorm(m, crops, batches=8, batch_size=8)
+    assert [l.momentum for l in batchnorm_layers(m)] == momenta
+    assert gap() < 0.2 * before

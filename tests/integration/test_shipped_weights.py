@@ -1,0 +1,71 @@
+"""The shipped age/gender weights: they load, carry a model card, and are accurate on 200 validation
+faces of UTKFace run through the real pipeline (decode -> detect -> crop -> predict)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceproc.config import ModelConfig
+from tests.conftest import UTKFACE, requires_shared
+
+pytestmark = requires_shared
+WEIGHTS = Path(__file__).resolve().parents[2] / "faceproc" / "weights"
+# Sane floors on 200 faces (the full validation numbers are in the model cards and the README).
+FLOORS = {"unfrozen": {"mae": 8.0, "acc": 0.85}, "frozen": {"mae": 10.5, "acc": 0.78}}
+
+
+@pytest.fixture(scope="module")
+def val_faces():
+    """200 faces of the seeded validation split (the same split training used), cropped by the pipeline."""
+    from faceproc.config import DecodeConfig, DetectorConfig
+    from faceproc.crop import crop_face
+    from faceproc.data.cache import pick_face
+    from faceproc.data.split import stratified_split
+    from faceproc.data.utkface import read_utkface
+    from faceproc.decode import decode_file
+    from faceproc.detect import FaceDetector
+
+    records, _ = read_utkface(UTKFACE)
+    split = stratified_split(records, 0.2, seed=42)
+    val = [r for r in records if split[r.key] == "val"]
+    picks = [val[i] for i in np.random.default_rng(0).choice(len(val), 200, replace=False)]
+    det = FaceDetector(DetectorConfig())
+    crops, ages, genders = [], [], []
+    for r in picks:
+        dec = decode_file(r.path, DecodeConfig())
+        d = det.detect(dec.rgb)
+        if not len(d):
+            continue
+        j = pick_face(d.boxes, d.scores, dec.rgb.shape[1], dec.rgb.shape[0])
+        crops.append(crop_face(dec.rgb, d.boxes[j], d.kps[j]))
+        ages.append(r.age)
+        genders.append(r.gender)
+    assert len(crops) >= 195
+    return np.stack(crops), np.array(ages), np.array(genders)
+
+
+@pytest.mark.parametrize("variant", ["unfrozen", "frozen"])
+def test_shipped_model_is_accurate(variant, val_faces):
+    from faceproc.predict import AgeGenderPredictor
+
+    path = WEIGHTS / f"{variant}.keras"
+    assert path.exists(), f"{path} is not shipped"
+    assert path.stat().st_size < 15e6
+    card = json.loads(path.with_suffix(".json").read_text())
+    for key in ("input_size", "crop_policy", "normalisation", "backbone_source", "training_data", "command",
+                "metrics", "sha256", "version"):
+        assert key in card, key
+    from faceproc.crop import POLICY
+    from faceproc.model import file_sha256
+
+    assert card["crop_policy"] == POLICY and card["variant"] == variant
+    assert card["sha256"] == file_sha256(path)
+    crops, ages, genders = val_faces
+    pred = AgeGenderPredictor(ModelConfig(variant=variant))
+    a, p = pred.predict(crops)
+    mae = float(np.abs(a - ages).mean())
+    acc = float(((p >= 0.5) == (genders == 1)).mean())
+    print(f"{variant}: MAE {mae:.2f}, gender {acc:.3f} on {len(ages)} faces")
+    assert mae <= FLOORS[variant]["mae"] and acc >= FLOORS[variant]["acc"], (mae, acc)
