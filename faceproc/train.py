@@ -269,7 +269,9 @@ def recalibrate_batchnorm(model, crops: np.ndarray, batches: int, batch_size: in
     saved = [l.momentum for l in layers]
     for l in layers:
         l.momentum = 0.9
-    idx = np.random.default_rng(seed).permutation(len(crops))[: batches * batch_size]
+    rng = np.random.default_rng(seed)
+    reps = -(-batches * batch_size // len(crops))  # cycle through the crops when there are few
+    idx = np.concatenate([rng.permutation(len(crops)) for _ in range(reps)])[: batches * batch_size]
     for i in range(0, len(idx), batch_size):
         model(preprocess(crops[np.sort(idx[i : i + batch_size])]), training=True)
     for l, m in zip(layers, saved):

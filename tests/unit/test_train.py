@@ -53,30 +53,34 @@ def test_augment_keeps_shape_and_dtype():
 
 
 def test_batchnorm_recalibration_makes_inference_match_training_mode():
+    """Mechanics on a small conv net (a random-init MobileNetV2's features are too degenerate to compare);
+    the effect on the real model is measured in the README (val MAE before/after)."""
     import keras
 
-    from faceproc.model import build_model
     from faceproc.train import batchnorm_layers, preprocess, recalibrate_batchnorm
 
     keras.utils.set_random_seed(0)
-    m = build_model("unfrozen", backbone_weights=None, compile=False)
-    m.get_layer("head_dropout").rate = 0.0
+    inp = keras.Input((128, 128, 3))
+    inner = keras.Sequential([keras.layers.Conv2D(8, 3, strides=8), keras.layers.BatchNormalization(momentum=0.999),
+                              keras.layers.ReLU()], name="inner")
+    x = keras.layers.GlobalAveragePooling2D()(inner(inp))
+    x = keras.layers.BatchNormalization(name="head_bn")(x)
+    m = keras.Model(inp, {"age": keras.layers.Dense(1, name="age")(x),
+                          "gender": keras.layers.Dense(1, activation="sigmoid", name="gender")(x)})
+    assert len(batchnorm_layers(m)) == 2  # nested models are searched too
     crops = synthetic(64, np.random.default_rng(2))["crops"]
-    for layer in batchnorm_layers(m):  # stale statistics, as after fine-tuning with momentum 0.999
-        layer.moving_mean.assign(layer.moving_mean + 0.5)
-        layer.moving_variance.assign(layer.moving_variance * 3.0)
-    x = preprocess(crops[:32])
+    xb = preprocess(crops[:32])
 
     def gap():
-        inf = np.asarray(m(x, training=False)["age"]).ravel()
+        inf = np.asarray(m(xb, training=False)["age"]).ravel()
         snap = [v.numpy() for v in m.non_trainable_variables]
-        tr = np.asarray(m(x, training=True)["age"]).ravel()
+        tr = np.asarray(m(xb, training=True)["age"]).ravel()
         for v, s in zip(m.non_trainable_variables, snap):
             v.assign(s)
         return np.abs(inf - tr).mean()
 
     before = gap()
-    momenta = [l.momentum for l in batchnorm_layers(m)]
-    recalibrate_batchnorm(m, crops, batches=8, batch_size=8)
-    assert [l.momentum for l in batchnorm_layers(m)] == momenta
-    assert gap() < 0.2 * before
+    # Re-estimated on exactly the comparison batch, inference mode must reproduce training mode on it.
+    recalibrate_batchnorm(m, crops[:32], batches=80, batch_size=32)
+    assert [l.momentum for l in batchnorm_layers(m)] == [0.999, 0.99]  # restored
+    assert gap() < 0.05 * before
