@@ -141,11 +141,20 @@ def evaluate(models, data, cache, split, flip, json_out, config) -> None:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--variant", type=click.Choice(["frozen", "unfrozen"]), required=True)
 @click.option("--to", "dest", type=click.Path(file_okay=False), default=None, help="Weights folder [default: the package's].")
-def ship(model, variant, dest) -> None:
+@click.option("--evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON written by `faceproc evaluate` to embed in the card (its entry for this model).")
+def ship(model, variant, dest, evaluation) -> None:
     """Copy a trained model and its card into the weights folder `annotate --model VARIANT` loads."""
     from .model import publish
 
-    card = publish(model, variant, dest)
+    extra = None
+    if evaluation:
+        results = json.loads(Path(evaluation).read_text())
+        mine = [r for r in results.values() if Path(r["path"]).resolve() == Path(model).resolve()]
+        if not mine:
+            raise click.ClickException(f"{evaluation} has no results for {model}")
+        extra = {"evaluation": {k: v for k, v in mine[0].items() if k != "path"} | {"source": Path(evaluation).name}}
+    card = publish(model, variant, dest, extra)
     click.echo(f"{card['file']} ({card['bytes'] / 1e6:.1f} MB, version {card['version']})")
 
 

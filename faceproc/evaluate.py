@@ -68,22 +68,23 @@ def evaluate_arrays(model, crops, age, gender, flip: bool = False) -> dict[str, 
 def format_table(results: dict[str, dict]) -> str:
     """The reference project's table (train loss, val loss, age MAE, gender accuracy), one row per model,
     then age MAE / gender accuracy per age band and per gender."""
-    lines = [f"{'model':<28} {'train loss':>10} {'val loss':>10} {'age MAE':>8} {'gender acc':>10}"]
+    w = max([28] + [len(n) + 1 for n in results])
+    lines = [f"{'model':<{w}} {'train loss':>10} {'val loss':>10} {'age MAE':>8} {'gender acc':>10}"]
     for name, r in results.items():
         tl = r.get("train", {}).get("loss")
         tl_s = "-" if tl is None else f"{tl:.3f}"
         v = r["val"]
-        lines.append(f"{name:<28} {tl_s:>10} {v['loss']:10.3f} {v['age_mae']:8.2f} {100 * v['gender_acc']:9.2f}%")
+        lines.append(f"{name:<{w}} {tl_s:>10} {v['loss']:10.3f} {v['age_mae']:8.2f} {100 * v['gender_acc']:9.2f}%")
     lines.append("")
     groups = list(AGE_BANDS) + ["male", "female"]
-    lines.append(f"{'age MAE / gender acc':<28} " + " ".join(f"{g:>13}" for g in groups))
+    lines.append(f"{'age MAE / gender acc':<{w}} " + " ".join(f"{g:>13}" for g in groups))
     for name, r in results.items():
         v = r["val"]
         cells = []
         for g in groups:
             s = v["by_gender"][g] if g in ("male", "female") else v["by_age_band"][g]
             cells.append(f"{s['age_mae']:5.2f}/{100 * s['gender_acc']:5.1f}%" if s["n"] else "-")
-        lines.append(f"{name:<28} " + " ".join(f"{c:>13}" for c in cells))
+        lines.append(f"{name:<{w}} " + " ".join(f"{c:>13}" for c in cells))
     lines.append("n per group: " + ", ".join(
         f"{g}={(next(iter(results.values()))['val']['by_gender'] if g in ('male', 'female') else next(iter(results.values()))['val']['by_age_band'])[g]['n']}"
         for g in groups) if results else "")
@@ -103,7 +104,7 @@ def evaluate_models(model_paths: list[str], cache: str, manifest: str, split: st
     results = {}
     for p in model_paths:
         model = load_model(p)
-        name = Path(p).parent.name + "/" + Path(p).name if Path(p).name == "model.keras" else Path(p).stem
+        name = Path(p).parent.name if Path(p).name == "model.keras" else Path(p).stem
         r: dict[str, Any] = {"path": str(p)}
         for part in ([split, "train"] if split != "train" else ["train"]):
             idx = np.flatnonzero(which == part)

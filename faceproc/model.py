@@ -164,7 +164,8 @@ def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> dict[str
     return card
 
 
-def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike | None = None) -> dict[str, Any]:
+def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike | None = None,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Copy model + card to <weights dir>/<variant>.keras/.json; the card keeps its training record."""
     import shutil
 
@@ -179,6 +180,7 @@ def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike
     shutil.copyfile(src, tmp)
     os.replace(tmp, target)
     sha = file_sha256(target)
+    card.update(extra or {})
     card.update(file=target.name, bytes=target.stat().st_size, sha256=sha, variant=variant,
                 version=card.get("version") or f"{variant}-{sha[:12]}")
     card_path(target).write_text(json.dumps(card, indent=2, default=str))

@@ -323,7 +323,7 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     backbone = resolve_backbone_weights(cfg.backbone_weights)
-    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    command = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name] + sys.argv[1:])
     (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     t0 = time.time()
     tr, va = data["train"], data["val"]
