@@ -67,6 +67,19 @@ def _print_summary(rep: dict) -> None:
     click.echo(f"report: {Path(rep['output']) / 'report.html'}")
 
 
+@main.command("make-sample")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--utkface", type=click.Path(exists=True, file_okay=False), default=None,
+              help="UTKFace folder: adds multi-face mosaics (up to 12 MP) built from its crops.")
+@click.option("-n", "n_mosaics", type=int, default=20, show_default=True)
+def make_sample(folder, utkface, n_mosaics) -> None:
+    """Write a small sample folder (package photos, UTKFace mosaics, broken files) to try annotate on."""
+    from .synth import sample_folder
+
+    files = sample_folder(folder, utkface, n_mosaics)
+    click.echo(f"{len(files)} files in {folder}")
+
+
 @main.command()
 @click.argument("output", type=click.Path(exists=True, file_okay=False))
 @click.option("--previews", type=int, default=0, help="Also (re)draw N preview JPEGs.")

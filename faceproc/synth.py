@@ -61,3 +61,47 @@ def box_inside(det_box, true_box, slack: float = 0.15) -> bool:
     s = tx2 - tx1
     return (tx1 + slack * s <= cx <= tx2 - slack * s and ty1 + slack * s <= cy <= ty2 - slack * s
             and 0.2 * s <= (x2 - x1) <= 1.3 * s)
+
+
+def sample_folder(out, utkface_dir=None, n_mosaics: int = 20, seed: int = 0) -> list[str]:
+    """A small folder to try `faceproc annotate` on: the group photo that ships with insightface, the
+    public-domain astronaut of scikit-image (when installed), UTKFace mosaics (when a UTKFace folder is
+    given) in nested folders and at sizes up to 12 MP, and a few broken files."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    import insightface
+
+    t1 = insightface.data.get_image("t1")[..., ::-1]
+    Image.fromarray(t1).save(out / "t1.jpg", quality=92)
+    written.append("t1.jpg")
+    try:
+        import skimage.data
+
+        Image.fromarray(skimage.data.astronaut()).save(out / "astronaut.png")
+        written.append("astronaut.png")
+    except ImportError:
+        pass
+    if utkface_dir:
+        utk = sorted(str(p) for p in Path(utkface_dir).glob("*.jpg"))
+        rng = np.random.default_rng(seed)
+        sizes = [((1024, 768), 150), ((1600, 1200), 120), ((4000, 3000), 60), ((800, 600), 180)]
+        for i in range(n_mosaics):
+            (w, h), tile = sizes[i % len(sizes)]
+            k = int(rng.integers(0, 9))
+            img, _ = mosaic([utk[j] for j in rng.choice(len(utk), k, replace=False)], (w, h), tile, rng)
+            rel = Path(f"album{i % 3}") / ("big" if w > 2000 else "") / f"mosaic{i:03d}.jpg"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(out / rel, quality=90)
+            written.append(str(rel))
+    (out / "broken").mkdir(exist_ok=True)
+    (out / "broken" / "empty.jpg").write_bytes(b"")
+    data = (out / "t1.jpg").read_bytes()
+    (out / "broken" / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (out / "broken" / "not-a-photo.png").write_text("text, not pixels\n")
+    written += ["broken/empty.jpg", "broken/truncated.jpg", "broken/not-a-photo.png"]
+    return written

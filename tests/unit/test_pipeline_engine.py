@@ -128,3 +128,14 @@ def test_errors_before_any_work(tmp_path, fakes):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputNotWritable):
         annotate([str(tmp_path / "in")], tmp_path / "file" / "out", cfg_for_tests(), engine="local")
+
+
+def test_make_sample_without_utkface(tmp_path):
+    from click.testing import CliRunner
+
+    from faceproc.cli import main
+
+    res = CliRunner().invoke(main, ["make-sample", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "s").rglob("*") if p.is_file())
+    assert "t1.jpg" in names and "truncated.jpg" in names and "empty.jpg" in names
