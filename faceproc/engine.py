@@ -137,7 +137,19 @@ def _remove_orphans(out: Path, keep: set[str]) -> int:
 # ------------------------------------------------------------------------------ executors
 
 def _worker_config(cfg: Config, cpus: float) -> Config:
+    """The config workers get: model locations resolved here, so workers need no environment of their own."""
+    from .config import resolve_detector_file, resolve_detector_pack, resolve_insightface_root
+
+    def absolute(p):  # a worker's working directory is not the driver's
+        return None if p is None else os.path.abspath(os.path.expanduser(p))
+
     c = Config.from_dict(cfg.to_dict())
+    c.detector.root = absolute(resolve_insightface_root(c.detector))
+    c.detector.pack = resolve_detector_pack(c.detector)
+    c.detector.model_file = absolute(resolve_detector_file(c.detector))
+    c.model.weights_dir = absolute(c.model.weights_dir or os.environ.get("FACEPROC_WEIGHTS_DIR"))
+    if c.model.variant not in ("frozen", "unfrozen"):
+        c.model.variant = absolute(c.model.variant)
     threads = max(1, int(cpus))
     c.detector.threads = c.detector.threads or threads
     c.model.threads = c.model.threads or threads
