@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the working dir
@@ -35,7 +36,9 @@ def main(argv=None) -> int:
                                  "run.shard_size": a.shard_size, "run.workers": a.workers,
                                  "run.previews": a.previews, "model.random_init": a.random_init or None})
     rep = annotate(a.input, a.output, cfg, engine="ray", force=a.force, limit=a.limit, progress=False)
-    print(json.dumps({k: rep[k] for k in ("files", "faces", "failed_files", "status_counts", "throughput")}, indent=1))
+    summary = {k: rep[k] for k in ("files", "faces", "failed_files", "status_counts", "throughput")}
+    summary["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(summary, indent=1))
     return 2 if rep.get("failed_shards") else 0
 
 

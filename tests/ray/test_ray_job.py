@@ -25,6 +25,9 @@ from tests.conftest import REPO, requires_shared
 pytestmark = requires_shared
 
 
+RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,9 +38,9 @@ def free_port() -> int:
 def cluster(tmp_path_factory):
     port, dash = free_port(), free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True)
+    subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
     start = subprocess.run(
-        ["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--dashboard-host",
+        [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--dashboard-host",
          "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2", "--include-dashboard", "true",
          "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=180)
     assert start.returncode == 0, start.stdout + start.stderr
@@ -56,7 +59,7 @@ def cluster(tmp_path_factory):
                 time.sleep(1)
         yield client
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
