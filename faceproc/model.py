@@ -167,8 +167,6 @@ def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> dict[str
 def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike | None = None,
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Copy model + card to <weights dir>/<variant>.keras/.json; the card keeps its training record."""
-    import shutil
-
     src = Path(model_path)
     dest_dir = Path(dest) if dest else Path(__file__).parent / "weights"
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -177,11 +175,13 @@ def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike
         raise ValueError(f"{src} is a {card.get('variant')} model, not {variant}")
     target = dest_dir / f"{variant}.keras"
     tmp = target.with_name(target.stem + ".tmp.keras")
-    shutil.copyfile(src, tmp)
+    # Loaded without compiling, the model is saved without optimizer state (Adam's two moments would
+    # triple a fine-tuned model's file); inference never needs it, resuming uses the run's checkpoint.
+    load_model(src, compile=False).save(tmp)
     os.replace(tmp, target)
     sha = file_sha256(target)
     card.update(extra or {})
     card.update(file=target.name, bytes=target.stat().st_size, sha256=sha, variant=variant,
-                version=card.get("version") or f"{variant}-{sha[:12]}")
+                version=f"{variant}-{sha[:12]}")
     card_path(target).write_text(json.dumps(card, indent=2, default=str))
     return card
