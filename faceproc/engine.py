@@ -220,6 +220,9 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: 
     ]
     log.info("ray: %d workers x %.2g CPU, %.2g GPU each (cluster: %g CPU, %g GPU), %d shards",
              n_workers, per, gpu_each, cpus, gpus, len(shards))
+    t_start = time.time()
+    ray.get([w.pid.remote() for w in workers])  # models loaded: the rest is steady-state work
+    log.info("workers ready in %.1f s", time.time() - t_start)
     pending = list(reversed(shards))
     in_flight: dict[Any, tuple[int, Shard, int]] = {}
     load = [0] * n_workers
@@ -233,9 +236,9 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: 
         load[w] += 1
 
     while pending or in_flight:
-        for w in range(n_workers):
-            while pending and load[w] < cap:
-                submit(w, pending.pop())
+        # Breadth first: every worker gets a shard before any gets a second one.
+        while pending and min(load) < cap:
+            submit(load.index(min(load)), pending.pop())
         ready, _ = ray.wait(list(in_flight), num_returns=1)
         for ref in ready:
             w, shard, attempt = in_flight.pop(ref)
