@@ -15,7 +15,6 @@ actor; the driver only ever holds file paths and per-shard counts, never decoded
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,6 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
