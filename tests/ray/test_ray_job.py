@@ -37,6 +37,10 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     port, dash = free_port(), free_port()
+    # A loopback-only test cluster: token authentication off, explicitly, for the cluster and this
+    # client alike (otherwise Ray turns it on whenever an earlier local run left ~/.ray/auth_token).
+    saved_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
     start = subprocess.run(
@@ -60,6 +64,10 @@ def cluster(tmp_path_factory):
         yield client
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        if saved_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_mode
 
 
 @pytest.fixture(scope="module")
