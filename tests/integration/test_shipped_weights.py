@@ -83,3 +83,24 @@ def test_fast_inference_path_equals_plain_keras_on_real_crops(variant, val_faces
     ref = fast.model.predict(crops.astype(np.float32) / 127.5 - 1.0, batch_size=45, verbose=0)
     np.testing.assert_allclose(a, ref["age"].ravel(), atol=0.01)
     np.testing.assert_allclose(p, ref["gender"].ravel(), atol=1e-4)
+
+
+def test_group_photo_genders_and_ages_with_the_shipped_model():
+    """insightface's t1 (six adults): the shipped unfrozen model through the whole pipeline."""
+    import insightface
+
+    from faceproc.config import Config
+    from faceproc.pipeline import Annotator
+
+    with __import__("tempfile").TemporaryDirectory() as d:
+        p = Path(d) / "t1.jpg"
+        import cv2
+
+        cv2.imwrite(str(p), insightface.data.get_image("t1"))
+        from faceproc.discover import FileEntry
+
+        res = Annotator(Config()).annotate([FileEntry(str(p))])
+    faces = res.faces.to_pandas().sort_values("x1")
+    assert len(faces) == 6
+    assert faces["gender"].tolist() == ["female", "female", "male", "male", "male", "female"]  # left to right
+    assert faces["age"].between(18, 45).all(), faces["age"].tolist()
