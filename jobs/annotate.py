@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the working dir
 
 from faceproc.config import Config  # noqa: E402
-from faceproc.engine import annotate  # noqa: E402
+from faceproc.engine import OutputNotWritable, RunConfigMismatch, annotate  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -35,7 +35,11 @@ def main(argv=None) -> int:
     cfg = Config.load(a.config, {"model.variant": a.model, "model.batch_size": a.batch_size,
                                  "run.shard_size": a.shard_size, "run.workers": a.workers,
                                  "run.previews": a.previews, "model.random_init": a.random_init or None})
-    rep = annotate(a.input, a.output, cfg, engine="ray", force=a.force, limit=a.limit, progress=False)
+    try:
+        rep = annotate(a.input, a.output, cfg, engine="ray", force=a.force, limit=a.limit, progress=False)
+    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     summary = {k: rep[k] for k in ("files", "faces", "failed_files", "status_counts", "throughput")}
     summary["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(summary, indent=1))
