@@ -48,10 +48,10 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def walk_images(root: str):
-    """Yield (directory, [FileEntry...]) per folder in sorted order; counts ignored files and cycles."""
+def walk_images(root: str, disc: Discovery):
+    """Yield (directory, [FileEntry...]) per folder in sorted order; counts ignored files and symlink
+    cycles into `disc`."""
     seen: set[tuple[int, int]] = set()
-    stats = {"ignored": 0, "cycles": []}
 
     def visit(d: str, hidden: bool):
         try:
@@ -60,7 +60,7 @@ def walk_images(root: str):
             return
         key = (st.st_dev, st.st_ino)
         if key in seen:
-            stats["cycles"].append(d)
+            disc.cycles.append(d)
             return
         seen.add(key)
         try:
@@ -79,7 +79,7 @@ def walk_images(root: str):
             elif _is_image_name(e.name):
                 files.append(FileEntry(os.path.join(d, e.name), hidden or e.name.startswith(".")))
             else:
-                stats["ignored"] += 1
+                disc.n_ignored += 1
         if files:
             yield d, files
         for e in subdirs:
@@ -90,10 +90,9 @@ def walk_images(root: str):
         if _is_image_name(root):
             yield os.path.dirname(root), [FileEntry(root, os.path.basename(root).startswith("."))]
         else:
-            stats["ignored"] += 1
+            disc.n_ignored += 1
     else:
         yield from visit(root, False)
-    walk_images.last_stats = stats
 
 
 def check_inputs(inputs: list[str]) -> list[str]:
@@ -109,14 +108,11 @@ def plan_shards(inputs: list[str], shard_size: int = 256) -> Discovery:
     disc = Discovery(shards=[])
     seen_files: set[str] = set()
     for root in check_inputs(inputs):
-        for d, files in walk_images(root):
+        for d, files in walk_images(root, disc):
             files = [f for f in files if f.path not in seen_files]  # overlapping inputs
             seen_files.update(f.path for f in files)
             dir_hash = hashlib.sha1(d.encode("utf-8", "surrogateescape")).hexdigest()[:12]
             for i in range(0, len(files), shard_size):
                 disc.shards.append(Shard(f"{dir_hash}-{i // shard_size:05d}", d, files[i : i + shard_size]))
                 disc.n_files += len(files[i : i + shard_size])
-        st = getattr(walk_images, "last_stats", {"ignored": 0, "cycles": []})
-        disc.n_ignored += st["ignored"]
-        disc.cycles += st["cycles"]
     return disc
