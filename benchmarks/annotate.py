@@ -139,6 +139,7 @@ def run_naive(files: list[str]) -> dict:
     from insightface.app import FaceAnalysis
 
     from faceproc.crop import crop_face
+    from faceproc.model import preprocess
     from faceproc.predict import AgeGenderPredictor
 
     app = FaceAnalysis(name="buffalo_m", root=os.environ["FACEPROC_INSIGHTFACE_ROOT"], allowed_modules=["detection"],
@@ -153,7 +154,7 @@ def run_naive(files: list[str]) -> dict:
         rgb = bgr[..., ::-1]
         for face in faces:
             crop = crop_face(rgb, face.bbox, face.kps)
-            model.predict(crop[None].astype(np.float32) / 127.5 - 1, verbose=0)
+            model.predict(preprocess(crop[None]), verbose=0)
             n_faces += 1
     s = time.perf_counter() - t0
     return {"seconds": s, "images": len(files), "faces": n_faces, "images_per_s": len(files) / s, "faces_per_s": n_faces / s}

@@ -16,7 +16,7 @@ from .data.split import AGE_BANDS, age_band
 
 
 def predict_arrays(model, crops: np.ndarray, flip: bool = False, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    from .train import preprocess
+    from .model import preprocess
 
     ages, probs = [], []
     for i in range(0, len(crops), 1024):

@@ -22,6 +22,13 @@ VARIANTS = ("frozen", "unfrozen")
 NORMALISATION = "mobilenet_v2.preprocess_input: RGB float32, x / 127.5 - 1"
 
 
+def preprocess(crops_uint8):
+    """mobilenet_v2.preprocess_input written out, so it needs no backend: x / 127.5 - 1."""
+    import numpy as np
+
+    return np.asarray(crops_uint8).astype(np.float32) / 127.5 - 1.0
+
+
 def _keras():
     import keras
 
@@ -158,10 +165,14 @@ def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> dict[str
         "sha256": sha,
     }
     card.setdefault("version", f"{card.get('variant', 'model')}-{sha[:12]}")
-    tmp_card = card_path(path).with_suffix(".json.tmp")
-    tmp_card.write_text(json.dumps(card, indent=2, default=str))
-    os.replace(tmp_card, card_path(path))
+    _write_card(path, card)
     return card
+
+
+def _write_card(model_path: Path, card: dict[str, Any]) -> None:
+    from .schema import write_text_atomic
+
+    write_text_atomic(json.dumps(card, indent=2, default=str), card_path(model_path))
 
 
 def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike | None = None,
@@ -183,5 +194,5 @@ def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike
     card.update(extra or {})
     card.update(file=target.name, bytes=target.stat().st_size, sha256=sha, variant=variant,
                 version=f"{variant}-{sha[:12]}")
-    card_path(target).write_text(json.dumps(card, indent=2, default=str))
+    _write_card(target, card)
     return card

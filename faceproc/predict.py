@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig, resolve_weights_dir
-from .model import VARIANTS, load_model, model_version, read_card
+from .model import VARIANTS, load_model, model_version, preprocess, read_card
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class AgeGenderPredictor:
             m = len(chunk)
             if m < bs:  # fixed shape: pad rather than retrace
                 chunk = np.concatenate([chunk, np.zeros((bs - m,) + chunk.shape[1:], chunk.dtype)])
-            out = self._call(chunk.astype(np.float32) / 127.5 - 1.0)
+            out = self._call(preprocess(chunk))
             ages[i : i + m] = np.asarray(out["age"]).reshape(-1)[:m]
             probs[i : i + m] = np.asarray(out["gender"]).reshape(-1)[:m]
         return ages, probs

@@ -28,6 +28,7 @@ import yaml
 
 from .config import resolve_backbone_weights
 from .crop import POLICY
+from .model import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +126,6 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
         "read_stats": read_stats,
         "cache_summary": {k: v for k, v in cache_meta.items() if k != "failed_keys"} | {"failed_examples": cache_meta.get("failed_keys", [])[:50]},
     }
-
-
-def preprocess(crops_uint8: np.ndarray) -> np.ndarray:
-    """mobilenet_v2.preprocess_input, written out so it needs no backend: x / 127.5 - 1."""
-    return crops_uint8.astype(np.float32) / 127.5 - 1.0
 
 
 def augment_batch(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndarray:

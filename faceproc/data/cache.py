@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from ..config import DecodeConfig, DetectorConfig
 from ..crop import POLICY, crop_face
 from ..decode import DecodeFailure, decode_file
+from ..schema import write_text_atomic
 from .records import FaceRecord
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def build_cache(
         "seconds": round(time.time() - t0, 1),
         "detector": det_cfg.__dict__,
     }
-    meta_path.write_text(json.dumps(meta, indent=1))
+    write_text_atomic(json.dumps(meta, indent=1), meta_path)
     return meta
 
 

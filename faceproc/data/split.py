@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..schema import write_text_atomic
 from .records import FaceRecord
 
 AGE_BANDS = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
@@ -45,9 +46,7 @@ def write_manifest(path: str | os.PathLike, split: dict[str, str], meta: dict) -
     body = {"meta": {**meta, "digest": digest, "n_train": sum(v == "train" for v in split.values()),
                      "n_val": sum(v == "val" for v in split.values())},
             "split": {n: split[n] for n in names}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=0))
-    os.replace(tmp, path)
+    write_text_atomic(json.dumps(body, indent=0), path)
 
 
 def read_manifest(path: str | os.PathLike) -> tuple[dict[str, str], dict]:
