@@ -106,21 +106,37 @@ def report(output, previews) -> None:
 @click.option("--epochs", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--backbone-weights", default=None, help="imagenet or a local MobileNetV2 no-top .h5.")
-def train(variant, data, ffhq_labels, ffhq_images, output, config, cache, epochs, batch_size, backbone_weights) -> None:
-    """Train one age/gender variant through the crop cache."""
+@click.option("--time-budget", type=float, default=None, help="Seconds for the fine-tuning epochs (caps --epochs).")
+def train(variant, data, ffhq_labels, ffhq_images, output, config, cache, epochs, batch_size, backbone_weights,
+          time_budget) -> None:
+    """Train one age/gender variant through the crop cache (a packed cache alone needs no --data)."""
     from .train import TrainConfig, train as run
 
     cfg = TrainConfig.load(config, variant=variant, cache=cache, epochs=epochs, batch_size=batch_size,
-                           backbone_weights=backbone_weights)
+                           backbone_weights=backbone_weights, time_budget_s=time_budget)
     datasets = [{"type": "utkface", "root": d} for d in data]
     if ffhq_labels:
         datasets.append({"type": "ffhq_aging", "labels": ffhq_labels, "images": ffhq_images})
     if datasets:
         cfg.datasets = datasets
+    elif cache and not data and Path(cache).exists() and not all(Path(d.get("root") or d.get("labels", "")).exists() for d in cfg.datasets):
+        cfg.datasets = []  # the config's data folders are absent here: train from the cache alone
     card = run(cfg, output)
     from .evaluate import format_table
 
     click.echo(format_table({card["variant"]: {"val": card["metrics"]["val"]}}))
+
+
+@main.command("pack-cache")
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.option("--quality", type=int, default=80, show_default=True, help="WebP quality.")
+def pack_cache(cache, dest, quality) -> None:
+    """Re-encode a crop cache as WebP with its split manifests: a training set for a machine without the images."""
+    from .data.cache import pack_cache as run
+
+    info = run(cache, dest, quality)
+    click.echo(f"{info['path']}: {info['rows']} crops, {info['bytes'] / 2**20:.1f} MiB")
 
 
 @main.command()

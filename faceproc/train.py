@@ -49,6 +49,9 @@ class TrainConfig:
     loss_weights: dict | None = None  # None = reference (1:1)
     augment: dict = field(default_factory=lambda: {"flip": True, "shift": 0.0, "scale": 0.0, "rotate": 0.0, "color": 0.0})
     feature_flip: bool = True  # frozen: mirrored crops' features as extra training rows
+    # frozen: features of N augmented copies of the training crops (cfg.augment) as extra rows; the
+    # frozen backbone makes augmentation a fixed set of feature rows, computed once like the others.
+    feature_augment_copies: int = 0
     warm_start: bool = False  # unfrozen: fit the heads on cached features before fine-tuning
     warm_start_epochs: int = 30
     patience: int = 4
@@ -61,6 +64,10 @@ class TrainConfig:
     # batches (training-mode forward passes, no weight update) before evaluation and saving. 0 = off.
     bn_recalibration_batches: int = 0
     steps_per_epoch: int | None = None  # cap per epoch (smoke tests); None = whole train split
+    # Wall-clock seconds for the fine-tuning epochs (a GPU lease): after the second epoch (the first
+    # carries compilation) the run caps `epochs` at what fits, so the cosine schedule still completes.
+    time_budget_s: float | None = None
+    loader_workers: int = 1  # threads preparing augmented batches (OpenCV and numpy release the GIL)
     min_age_conf: float = 0.0
     min_gender_conf: float = 0.0
 
@@ -106,9 +113,19 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     from .data.cache import build_cache, load_cache
     from .data.split import read_manifest, stratified_split, write_manifest
 
-    records, read_stats = read_records(cfg)
     cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
-    cache_meta = build_cache(records, cache_path)
+    if cfg.datasets:
+        records, read_stats = read_records(cfg)
+        cache_meta = build_cache(records, cache_path)
+    elif cache_path.exists():
+        # No raw images here (a GPU machine given a packed cache): the cache is the dataset.
+        from .data.cache import cache_records
+
+        records, read_stats = cache_records(cache_path), {"cache_only": str(cache_path)}
+        meta_path = cache_path.with_suffix(".json")
+        cache_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    else:
+        raise ValueError("no training data: give a dataset (--data DIR) or an existing crop cache (--cache FILE)")
     manifest = cache_path.with_name(cache_path.stem + f".split-{cfg.seed}-{cfg.val_fraction}.json")
     if manifest.exists():
         split, _ = read_manifest(manifest)
@@ -157,6 +174,14 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndar
     return x
 
 
+def augmented_copy(crops: np.ndarray, cfg: "TrainConfig", copy: int, chunk: int = 1024) -> np.ndarray:
+    """One deterministic augmented copy of all crops (copy index -> its own random stream)."""
+    out = np.empty_like(crops)
+    for i in range(0, len(crops), chunk):
+        out[i : i + chunk] = augment_batch(crops[i : i + chunk], np.random.default_rng([cfg.seed, 1000 + copy, i]), cfg.augment)
+    return out
+
+
 def _targets(d: dict) -> dict[str, np.ndarray]:
     return {"age": d["age"].reshape(-1, 1).astype(np.float32), "gender": d["gender"].reshape(-1, 1).astype(np.float32)}
 
@@ -168,12 +193,11 @@ class CropSequence:
         import keras
 
         class _Seq(keras.utils.PyDataset):
-            def __init__(self, crops, targets, batch_size, aug, seed, steps=None):
-                super().__init__(workers=1, use_multiprocessing=False)
+            def __init__(self, crops, targets, batch_size, aug, seed, steps=None, workers=1):
+                super().__init__(workers=workers, use_multiprocessing=False)
                 self.crops, self.targets, self.bs, self.aug = crops, targets, batch_size, aug
-                self.rng = np.random.default_rng(seed)
-                self.order = self.rng.permutation(len(crops))
-                self.steps = steps
+                self.seed, self.epoch, self.steps = seed, 0, steps
+                self.order = np.random.default_rng([seed, 0]).permutation(len(crops))
 
             def __len__(self):
                 n = math.ceil(len(self.crops) / self.bs)
@@ -181,11 +205,14 @@ class CropSequence:
 
             def __getitem__(self, i):
                 idx = np.sort(self.order[i * self.bs : (i + 1) * self.bs])
-                x = augment_batch(self.crops[idx], self.rng, self.aug) if self.aug else self.crops[idx]
+                # One generator per batch: the same batches whatever the number of loader threads.
+                rng = np.random.default_rng([self.seed, self.epoch, i])
+                x = augment_batch(self.crops[idx], rng, self.aug) if self.aug else self.crops[idx]
                 return preprocess(x), {k: v[idx] for k, v in self.targets.items()}
 
             def on_epoch_end(self):
-                self.order = self.rng.permutation(len(self.crops))
+                self.epoch += 1
+                self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.crops))
 
         return _Seq(*args, **kwargs)
 
@@ -294,6 +321,32 @@ def _lr_callback(cfg: TrainConfig, base_lr: float):
     return None
 
 
+def _budget_callback(cfg: TrainConfig):
+    """Cap cfg.epochs to what fits cfg.time_budget_s (measured on the second epoch of this process)."""
+    import keras
+
+    class _Budget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0, self.n = time.time(), 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.te = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.n += 1
+            if self.n == 2:
+                per = time.time() - self.te
+                left = cfg.time_budget_s - (time.time() - self.t0)
+                fits = epoch + 1 + max(0, int(left // (per * 1.03)))
+                if fits < cfg.epochs:
+                    log.info("time budget %.0f s, %.1f s an epoch: %d epochs instead of %d", cfg.time_budget_s, per, fits, cfg.epochs)
+                    cfg.epochs = max(fits, epoch + 1)
+            if epoch + 1 >= cfg.epochs:
+                self.model.stop_training = True
+
+    return _Budget()
+
+
 def _backbone_source(backbone: str | None) -> str:
     if backbone is None:
         return "random init (no pretrained weights)"
@@ -332,12 +385,13 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
     if need_features:
         ftr = _cached_features(cache_dir, "train", backbone, tr["crops"], False)
         fva = _cached_features(cache_dir, "val", backbone, va["crops"], False)
+        parts = [ftr]
         if cfg.feature_flip:
-            ftr_f = _cached_features(cache_dir, "train-flip", backbone, tr["crops"], True)
-            ftr = np.concatenate([ftr, ftr_f])
-            ytr_h = {k: np.concatenate([v, v]) for k, v in ytr.items()}
-        else:
-            ytr_h = ytr
+            parts.append(_cached_features(cache_dir, "train-flip", backbone, tr["crops"], True))
+        for i in range(cfg.feature_augment_copies):
+            parts.append(_cached_features(cache_dir, f"train-aug{i}", backbone, augmented_copy(tr["crops"], cfg, i), False))
+        ftr = np.concatenate(parts)
+        ytr_h = {k: np.concatenate([v] * len(parts)) for k, v in ytr.items()}
     if cfg.variant == "frozen":
         head, history = fit_heads("frozen", cfg, ftr, ytr_h, fva, yva, cfg.epochs, out, "heads")
         model = build_model("frozen", backbone, age_loss=cfg.age_loss, learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
@@ -361,7 +415,8 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
             for layer in batchnorm_layers(model):
                 layer.momentum = cfg.bn_momentum
         keras.utils.set_random_seed(cfg.seed + initial_epoch)
-        seq = CropSequence(tr["crops"], ytr, cfg.batch_size, cfg.augment, cfg.seed + initial_epoch, cfg.steps_per_epoch)
+        seq = CropSequence(tr["crops"], ytr, cfg.batch_size, cfg.augment, cfg.seed + initial_epoch, cfg.steps_per_epoch,
+                           cfg.loader_workers)
         val_x = preprocess(va["crops"])
         cbs = [
             keras.callbacks.CSVLogger(str(log_csv), append=True),
@@ -372,6 +427,8 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
         base_lr = cfg.learning_rate or 1e-4
         if (cb := _lr_callback(cfg, base_lr)) is not None:
             cbs.append(cb)
+        if cfg.time_budget_s:
+            cbs.append(_budget_callback(cfg))
         if initial_epoch < cfg.epochs:
             hist = model.fit(seq, validation_data=(val_x, yva), epochs=cfg.epochs, initial_epoch=initial_epoch,
                              callbacks=cbs, verbose=2)

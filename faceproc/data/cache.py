@@ -1,9 +1,10 @@
 """Crop cache: the project's own decode -> detect -> crop run once over every training image.
 
 Training crops are therefore exactly inference crops. Crops are stored as JPEG (quality 95) in one
-Parquet file with the labels (~5.3 KB a face: UTKFace's 21k faces take 111 MB; re-encode at a lower
-quality to carry it to a GPU machine under 64 MB); a second run with the same inputs and detector
-settings reuses it. When a training
+Parquet file with the labels (~5.3 KB a face: UTKFace's 21k faces take 111 MB); a second run with the
+same inputs and detector settings reuses it. `pack_cache` re-encodes a cache as WebP (~1.5 KB a face)
+with its split manifest beside it: a self-contained training set for a GPU machine that has neither
+the raw images nor the detector (`faceproc train --cache packed.parquet` needs no --data). When a training
 image holds several faces, the most central of the large ones is the labelled face; images where no
 face is found are recorded (status `no_face`) and left out of training and evaluation.
 """
@@ -42,7 +43,7 @@ CACHE_SCHEMA = pa.schema(
         ("status", pa.string()),  # ok | no_face | <decode status>
         ("det_score", pa.float32()),
         ("n_faces", pa.int16()),
-        ("crop_jpeg", pa.binary()),
+        ("crop_jpeg", pa.binary()),  # encoded crop: JPEG, or WebP in a packed cache (cv2 decodes both)
     ]
 )
 
@@ -145,3 +146,44 @@ def load_cache(path: str | os.PathLike, keys: set[str] | None = None) -> dict[st
         "age": df["age"].to_numpy(np.float32),
         "gender": df["gender"].to_numpy(np.float32),
     }
+
+
+def cache_records(path: str | os.PathLike) -> list[FaceRecord]:
+    """The labelled records a cache was built from (for training where the raw images are absent)."""
+    df = pq.read_table(path, columns=["key", "path", "source", "age", "gender", "age_conf", "gender_conf"]).to_pandas()
+    # key = source/basename: keep the basename so FaceRecord.key reproduces it exactly.
+    return [
+        FaceRecord(path=k.split("/", 1)[1], age=float(a), gender=int(g), source=s, age_conf=float(ac), gender_conf=float(gc))
+        for k, s, a, g, ac, gc in zip(df["key"], df["source"], df["age"], df["gender"], df["age_conf"], df["gender_conf"])
+    ]
+
+
+def pack_cache(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 80) -> dict:
+    """Re-encode a crop cache's usable crops as WebP and copy its metadata and split manifests beside it.
+
+    WebP at quality 80 keeps ~38.6 dB PSNR on these crops (JPEG 75: 39.6 dB at 1.8x the size), so the
+    21k UTKFace crops travel in ~31 MB. Evaluation for reported metrics stays on the original cache."""
+    src, dst = Path(src), Path(dst)
+    t = pq.read_table(src)
+    df = t.to_pandas()
+    df = df[df["status"] == "ok"].reset_index(drop=True)
+    packed = []
+    for b in df["crop_jpeg"]:
+        img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+        ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+        if not ok:
+            raise RuntimeError("WebP encoding failed (OpenCV built without WebP?)")
+        packed.append(buf.tobytes())
+    df["crop_jpeg"] = packed
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    pq.write_table(pa.Table.from_pandas(df, schema=CACHE_SCHEMA, preserve_index=False), tmp)
+    os.replace(tmp, dst)
+    src_meta = src.with_suffix(".json")
+    meta = json.loads(src_meta.read_text()) if src_meta.exists() else {}
+    meta.update(packed_from=src.name, encoding=f"webp q{int(quality)}", packed_rows=len(df))
+    write_text_atomic(json.dumps(meta, indent=1), dst.with_suffix(".json"))
+    for manifest in src.parent.glob(src.stem + ".split-*.json"):
+        suffix = manifest.name[len(src.stem):]
+        write_text_atomic(manifest.read_text(), dst.with_name(dst.stem + suffix))
+    return {"rows": len(df), "bytes": dst.stat().st_size, "path": str(dst)}
