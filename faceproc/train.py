@@ -53,6 +53,9 @@ class TrainConfig:
     # frozen backbone makes augmentation a fixed set of feature rows, computed once like the others.
     feature_augment_copies: int = 0
     warm_start: bool = False  # unfrozen: fit the heads on cached features before fine-tuning
+    # unfrozen: start from this trained model's weights (a further cosine cycle, a warm restart) instead
+    # of ImageNet + warm start; its card is kept in the new card as the earlier stage.
+    init_from: str | None = None
     warm_start_epochs: int = 30
     patience: int = 4
     # keras.applications' MobileNetV2 keeps BN moving averages with momentum 0.999 (a ~1000-step memory,
@@ -381,7 +384,7 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
     cache_dir = Path(data["cache"]).parent if data.get("cache") else out
     history: dict[str, Any] = {}
 
-    need_features = cfg.variant == "frozen" or cfg.warm_start
+    need_features = cfg.variant == "frozen" or (cfg.warm_start and not cfg.init_from)
     if need_features:
         ftr = _cached_features(cache_dir, "train", backbone, tr["crops"], False)
         fva = _cached_features(cache_dir, "val", backbone, va["crops"], False)
@@ -407,8 +410,18 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
                     initial_epoch = sum(1 for _ in csv.DictReader(fh))
             log.info("resuming from %s at epoch %d", ckpt, initial_epoch)
         else:
-            model = build_model("unfrozen", backbone, age_loss=cfg.age_loss, learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
-            if cfg.warm_start:
+            # With init_from every weight is overwritten: no need to fetch ImageNet weights first.
+            model = build_model("unfrozen", None if cfg.init_from else backbone, age_loss=cfg.age_loss,
+                                learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
+            if cfg.init_from:
+                from .model import load_model, read_card
+
+                model.set_weights(load_model(cfg.init_from).get_weights())  # same architecture; fresh optimizer
+                earlier = read_card(cfg.init_from)
+                history["init_from"] = {"path": cfg.init_from, "version": earlier.get("version"),
+                                        "command": earlier.get("command"), "train_config": earlier.get("train_config"),
+                                        "metrics": earlier.get("metrics")}
+            elif cfg.warm_start:
                 head, history["warm_start"] = fit_heads("unfrozen", cfg, ftr, ytr_h, fva, yva, cfg.warm_start_epochs, out, "warm_start")
                 copy_head_weights(head, model)
         if cfg.bn_momentum is not None:
@@ -455,11 +468,12 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
         "training_data": {"datasets": cfg.datasets, "read_stats": data.get("read_stats"), "cache": data.get("cache_summary"),
                           "split_manifest": Path(data.get("manifest") or "").name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"]))},
         "train_config": dataclasses.asdict(cfg),
+        "earlier_stage": history.get("init_from"),
         "command": command,
         "metrics": metrics,
         "seconds": round(time.time() - t0, 1),
         "keras_backend": keras.backend.backend(),
     }
-    save_model(model, out / "model.keras", card)
+    card = save_model(model, out / "model.keras", card)  # with file size, sha256 and version
     (out / "history.json").write_text(json.dumps(history, indent=1, default=float))
     return card
