@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fine-tune unfrozen variants on a lent GPU machine that has JAX or PyTorch but no TensorFlow, several
+# Train model configs (unfrozen or frozen) on a lent GPU machine that has JAX or PyTorch but no TensorFlow, several
 # configs side by side on one GPU (one MobileNetV2 at batch 64 leaves most of a big GPU idle).
 #
 #   scripts/gpu_train.sh PACKED_CACHE OUT BUDGET_S CONFIG [CONFIG...]
