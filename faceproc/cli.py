@@ -119,8 +119,10 @@ def train(variant, data, ffhq_labels, ffhq_images, output, config, cache, epochs
         datasets.append({"type": "ffhq_aging", "labels": ffhq_labels, "images": ffhq_images})
     if datasets:
         cfg.datasets = datasets
-    elif cache and not data and Path(cache).exists() and not all(Path(d.get("root") or d.get("labels", "")).exists() for d in cfg.datasets):
-        cfg.datasets = []  # the config's data folders are absent here: train from the cache alone
+    elif cache and Path(cache).exists() and not all(Path(d.get("root") or d["labels"]).exists() for d in cfg.datasets):
+        # The config's data folders are absent here (a GPU machine given a packed cache): train from the cache alone.
+        logging.getLogger(__name__).info("data folders of %s not found: training from %s alone", config, cache)
+        cfg.datasets = []
     card = run(cfg, output)
     from .evaluate import format_table
 

@@ -113,7 +113,7 @@ def read_records(cfg: TrainConfig):
 
 def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """Records -> split manifest -> crop cache -> arrays for train and val."""
-    from .data.cache import build_cache, load_cache
+    from .data.cache import build_cache, cache_records, load_cache
     from .data.split import read_manifest, stratified_split, write_manifest
 
     cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
@@ -122,8 +122,6 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
         cache_meta = build_cache(records, cache_path)
     elif cache_path.exists():
         # No raw images here (a GPU machine given a packed cache): the cache is the dataset.
-        from .data.cache import cache_records
-
         records, read_stats = cache_records(cache_path), {"cache_only": str(cache_path)}
         meta_path = cache_path.with_suffix(".json")
         cache_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -350,6 +348,16 @@ def _budget_callback(cfg: TrainConfig):
     return _Budget()
 
 
+def _earlier_stage(init_from: str | None) -> dict | None:
+    """The card of the model a further cycle started from (read at card time, so a resumed run has it too)."""
+    if not init_from:
+        return None
+    from .model import read_card
+
+    earlier = read_card(init_from)
+    return {"path": init_from, **{k: earlier.get(k) for k in ("version", "command", "train_config", "metrics")}}
+
+
 def _backbone_source(backbone: str | None) -> str:
     if backbone is None:
         return "random init (no pretrained weights)"
@@ -414,13 +422,9 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
             model = build_model("unfrozen", None if cfg.init_from else backbone, age_loss=cfg.age_loss,
                                 learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
             if cfg.init_from:
-                from .model import load_model, read_card
+                from .model import load_model
 
                 model.set_weights(load_model(cfg.init_from).get_weights())  # same architecture; fresh optimizer
-                earlier = read_card(cfg.init_from)
-                history["init_from"] = {"path": cfg.init_from, "version": earlier.get("version"),
-                                        "command": earlier.get("command"), "train_config": earlier.get("train_config"),
-                                        "metrics": earlier.get("metrics")}
             elif cfg.warm_start:
                 head, history["warm_start"] = fit_heads("unfrozen", cfg, ftr, ytr_h, fva, yva, cfg.warm_start_epochs, out, "warm_start")
                 copy_head_weights(head, model)
@@ -468,7 +472,7 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
         "training_data": {"datasets": cfg.datasets, "read_stats": data.get("read_stats"), "cache": data.get("cache_summary"),
                           "split_manifest": Path(data.get("manifest") or "").name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"]))},
         "train_config": dataclasses.asdict(cfg),
-        "earlier_stage": history.get("init_from"),
+        "earlier_stage": _earlier_stage(cfg.init_from),
         "command": command,
         "metrics": metrics,
         "seconds": round(time.time() - t0, 1),

@@ -150,11 +150,10 @@ def load_cache(path: str | os.PathLike, keys: set[str] | None = None) -> dict[st
 
 def cache_records(path: str | os.PathLike) -> list[FaceRecord]:
     """The labelled records a cache was built from (for training where the raw images are absent)."""
-    df = pq.read_table(path, columns=["key", "path", "source", "age", "gender", "age_conf", "gender_conf"]).to_pandas()
-    # key = source/basename: keep the basename so FaceRecord.key reproduces it exactly.
+    df = pq.read_table(path, columns=["path", "source", "age", "gender", "age_conf", "gender_conf"]).to_pandas()
     return [
-        FaceRecord(path=k.split("/", 1)[1], age=float(a), gender=int(g), source=s, age_conf=float(ac), gender_conf=float(gc))
-        for k, s, a, g, ac, gc in zip(df["key"], df["source"], df["age"], df["gender"], df["age_conf"], df["gender_conf"])
+        FaceRecord(path=p, age=float(a), gender=int(g), source=s, age_conf=float(ac), gender_conf=float(gc))
+        for p, s, a, g, ac, gc in zip(df["path"], df["source"], df["age"], df["gender"], df["age_conf"], df["gender_conf"])
     ]
 
 
