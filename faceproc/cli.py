@@ -168,6 +168,31 @@ def evaluate(models, data, cache, split, flip, json_out, config) -> None:
     click.echo(f"results: {path}")
 
 
+@main.command("evaluate-photos")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="UTKFace folder: the validation split's faces are pasted into the photos.")
+@click.option("--work", type=click.Path(file_okay=False), default="runs/photo_eval", show_default=True,
+              help="Where the photos, the annotate outputs and the results go (photos are reused).")
+@click.option("--photos", "n_photos", type=click.IntRange(1), default=150, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="Annotate config (detector etc.).")
+@click.option("--no-crops", is_flag=True, help="Skip the same faces as bare crops (no gap figure).")
+@click.option("--json", "json_out", type=click.Path(), default=None, help="Results JSON [default: WORK/results.json].")
+def evaluate_photos(models, data, work, n_photos, seed, engine, config, no_crops, json_out) -> None:
+    """Age/gender/detection on validation faces inside group photos, through `annotate`, for MODELS
+    (frozen, unfrozen or .keras paths), next to the same faces as bare crops."""
+    from .photo_eval import evaluate_photos as run, format_photo_table
+
+    res = run(list(models), data, work, n_photos=n_photos, seed=seed, cfg=build_config(config), engine=engine,
+              crops=not no_crops)
+    click.echo(format_photo_table(res))
+    path = Path(json_out or Path(work) / "results.json")
+    path.write_text(json.dumps(res, indent=1))
+    click.echo(f"results: {path}")
+
+
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--variant", type=click.Choice(["frozen", "unfrozen"]), required=True)

@@ -94,18 +94,23 @@ def format_table(results: dict[str, dict]) -> str:
 def evaluate_models(model_paths: list[str], cache: str, manifest: str, split: str = "val", flip: bool = False,
                     train_limit: int | None = 4000, seed: int = 0) -> dict[str, dict]:
     """Evaluate .keras files on the manifest's split of the crop cache (and a train subset for train loss)."""
-    from .data.cache import load_cache
+    from .crop import policy_from_card
+    from .data.cache import load_crops
+    from .model import load_model, read_card
     from .data.split import read_manifest
-    from .model import load_model
 
     assignment, _ = read_manifest(manifest)
-    data = load_cache(cache)
-    which = np.array([assignment.get(k, "") for k in data["key"]])
+    by_policy: dict = {}
     results = {}
     for p in model_paths:
+        policy = policy_from_card(read_card(p), p)  # each model sees crops cut the way it was trained
+        if policy not in by_policy:
+            by_policy[policy] = load_crops(cache, policy)
+        data = by_policy[policy]
+        which = np.array([assignment.get(k, "") for k in data["key"]])
         model = load_model(p)
         name = Path(p).parent.name if Path(p).name == "model.keras" else Path(p).stem
-        r: dict[str, Any] = {"path": str(p)}
+        r: dict[str, Any] = {"path": str(p), "crop_policy": policy.name}
         for part in ([split, "train"] if split != "train" else ["train"]):
             idx = np.flatnonzero(which == part)
             if part == "train" and split != "train" and train_limit and len(idx) > train_limit:

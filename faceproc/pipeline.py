@@ -17,7 +17,7 @@ import numpy as np
 
 from . import decode as D
 from .config import Config
-from .crop import crop_faces
+from .crop import DEFAULT_POLICY, crop_faces
 from .discover import FileEntry
 from .schema import FACES, IMAGES, to_table
 
@@ -58,6 +58,8 @@ class Annotator:
             predictor = AgeGenderPredictor(self.cfg.model)
         self.detector = detector
         self.predictor = predictor
+        # Crops are cut the way the model's card says (test doubles without a card get the default).
+        self.policy = getattr(predictor, "policy", None) or DEFAULT_POLICY
 
     # ------------------------------------------------------------------ one image
     def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
@@ -86,7 +88,7 @@ class Annotator:
             boxes, kps = det.boxes * inv, det.kps * inv
             side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
             keep = side >= self.cfg.detector.min_face
-            crops = crop_faces(dec.rgb, det.boxes[keep], det.kps[keep])
+            crops = crop_faces(dec.rgb, det.boxes[keep], det.kps[keep], policy=self.policy)
             boxes, kps, scores = boxes[keep], kps[keep], det.scores[keep]
         except Exception as e:
             log.warning("detection failed on %s: %s", entry.path, traceback.format_exc(limit=3))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig, resolve_weights_dir
+from .crop import DEFAULT_POLICY, CropPolicy, policy_from_card
 from .model import VARIANTS, load_model, model_version, preprocess, read_card
 
 log = logging.getLogger(__name__)
@@ -61,10 +62,13 @@ class AgeGenderPredictor:
             keras.utils.set_random_seed(0)  # the same "random" model in every worker and every run
             self.model = build_model(variant, backbone_weights=None, compile=False)
             self.name, self.version, self.card = variant, "random-init", {}
+            self.policy: CropPolicy = DEFAULT_POLICY
         else:
             path = resolve_model_path(self.cfg)
-            self.model = load_model(path)
             self.card = read_card(path)
+            # The card is the contract: crops are cut the way the model was trained (refused if unknown).
+            self.policy = policy_from_card(self.card, path)
+            self.model = load_model(path)
             self.name = self.card.get("variant") or path.stem
             self.version = model_version(path, self.card)
         self.batch_size = max(1, int(self.cfg.batch_size))
@@ -80,7 +84,8 @@ class AgeGenderPredictor:
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            spec = tf.TensorSpec((self.batch_size, 128, 128, 3), tf.float32)
+            size = self.policy.size
+            spec = tf.TensorSpec((self.batch_size, size, size, 3), tf.float32)
             fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
             return lambda x: {k: v.numpy() for k, v in fn(tf.convert_to_tensor(x)).items()}
         return lambda x: {k: np.asarray(v) for k, v in self.model.predict_on_batch(x).items()}

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from .config import resolve_backbone_weights
-from .crop import POLICY
+from .crop import DEFAULT_POLICY, parse_policy, policy_from_card
 from .model import preprocess
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,12 @@ class TrainConfig:
     loader_workers: int = 1  # threads preparing augmented batches (OpenCV and numpy release the GIL)
     min_age_conf: float = 0.0
     min_gender_conf: float = 0.0
+    # Crop policy the model is trained under (faceproc/crop.py); None = the init_from model's, else the default.
+    crop_policy: str | None = None
+    # What training crops show outside their source image: none (repeated border) or real (patches of
+    # other training images, as a face in a photo has real surroundings). Validation crops always repeat
+    # the border, as annotate does on a bare crop.
+    crop_fill: str | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None, **overrides) -> "TrainConfig":
@@ -113,7 +119,7 @@ def read_records(cfg: TrainConfig):
 
 def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """Records -> split manifest -> crop cache -> arrays for train and val."""
-    from .data.cache import build_cache, cache_records, load_cache
+    from .data.cache import build_cache, cache_records, load_crops
     from .data.split import read_manifest, stratified_split, write_manifest
 
     cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
@@ -133,17 +139,45 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     else:
         split = stratified_split(records, cfg.val_fraction, cfg.seed)
         write_manifest(manifest, split, {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "stratified_by": "age band x gender"})
-    data = load_cache(cache_path)
-    which = np.array([split.get(k, "train") for k in data["key"]])
-    tr, va = which == "train", which == "val"
+    policy = training_policy(cfg)
+    groups = {k: split.get(k, "train") for k in pq_keys(cache_path)}
+    train_keys = {k for k, g in groups.items() if g == "train"}
+    train = load_crops(cache_path, policy, cfg.crop_fill, keys=train_keys, seed=cfg.seed, groups=groups)
+    val = load_crops(cache_path, policy, None, keys=set(groups) - train_keys, seed=cfg.seed)
     return {
-        "train": {k: v[tr] for k, v in data.items()},
-        "val": {k: v[va] for k, v in data.items()},
+        "train": train,
+        "val": val,
+        "crop_policy": policy.name,
         "cache": str(cache_path),
         "manifest": str(manifest),
         "read_stats": read_stats,
         "cache_summary": {k: v for k, v in cache_meta.items() if k != "failed_keys"} | {"failed_examples": cache_meta.get("failed_keys", [])[:50]},
     }
+
+
+def pq_keys(cache_path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(cache_path, columns=["key"]).column("key").to_pylist()
+
+
+def training_policy(cfg: TrainConfig):
+    """Explicit policy, else the init_from model's own (read from its card), else the default."""
+    if cfg.crop_policy:
+        policy = parse_policy(cfg.crop_policy)
+    elif cfg.init_from:
+        from .model import read_card
+
+        policy = policy_from_card(read_card(cfg.init_from), cfg.init_from)
+    else:
+        policy = DEFAULT_POLICY
+    if cfg.init_from:
+        from .model import read_card
+
+        earlier = policy_from_card(read_card(cfg.init_from), cfg.init_from)
+        if earlier != policy:
+            log.info("warm start from a %s model under crop policy %s", earlier.name, policy.name)
+    return policy
 
 
 def augment_batch(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndarray:
@@ -162,7 +196,8 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndar
             z = 1.0 + rng.uniform(-scale, scale)
             m = cv2.getRotationMatrix2D((s / 2, s / 2), a, z)
             m[:, 2] += rng.uniform(-shift, shift, 2) * s
-            x[i] = cv2.warpAffine(x[i], m, (s, s), borderMode=cv2.BORDER_REPLICATE)
+            # Reflect, not replicate: smeared edges are what a crop in a photo never shows.
+            x[i] = cv2.warpAffine(x[i], m, (s, s), borderMode=cv2.BORDER_REFLECT_101)
     c = aug.get("color", 0.0)
     if c:
         xf = x.astype(np.float32)
@@ -467,7 +502,8 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
         "variant": cfg.variant,
         "architecture": "MobileNetV2(alpha=1.0, include_top=False) -> GAP" + (" -> BN" if cfg.variant == "unfrozen" else "")
         + " -> Dropout(0.5) -> age Dense(1, linear), gender Dense(1, sigmoid)",
-        "crop_policy": POLICY,
+        "crop_policy": data.get("crop_policy") or DEFAULT_POLICY.name,
+        "crop_fill_in_training": cfg.crop_fill or "none (repeated border)",
         "backbone_source": _backbone_source(backbone),
         "training_data": {"datasets": cfg.datasets, "read_stats": data.get("read_stats"), "cache": data.get("cache_summary"),
                           "split_manifest": Path(data.get("manifest") or "").name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"]))},

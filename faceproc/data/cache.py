@@ -44,6 +44,11 @@ CACHE_SCHEMA = pa.schema(
         ("det_score", pa.float32()),
         ("n_faces", pa.int16()),
         ("crop_jpeg", pa.binary()),  # encoded crop: JPEG, or WebP in a packed cache (cv2 decodes both)
+        # The labelled face's detection in source pixels: lets another crop policy be cut without detecting again.
+        ("box", pa.list_(pa.float32(), 4)),
+        ("kps", pa.list_(pa.float32(), 10)),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
     ]
 )
 
@@ -89,11 +94,12 @@ def build_cache(
     counts: dict[str, int] = {}
     t0 = time.time()
     for i, r in enumerate(records):
-        status, score, n, jpeg = "ok", float("nan"), 0, None
+        status, score, n, jpeg, box, kps, wh = "ok", float("nan"), 0, None, None, None, (None, None)
         try:
             dec = decode_file(r.path, dec_cfg)
             det = detector.detect(dec.rgb)
             n = len(det)
+            wh = (int(dec.rgb.shape[1]), int(dec.rgb.shape[0]))
             if n == 0:
                 status = "no_face"
             else:
@@ -101,12 +107,13 @@ def build_cache(
                 crop = crop_face(dec.rgb, det.boxes[j], det.kps[j])
                 ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
                 jpeg, score = buf.tobytes(), float(det.scores[j])
+                box, kps = [float(v) for v in det.boxes[j][:4]], [float(v) for v in np.asarray(det.kps[j]).reshape(-1)]
         except DecodeFailure as e:
             status = e.status
         counts[status] = counts.get(status, 0) + 1
         for name, value in zip(
             CACHE_SCHEMA.names,
-            (r.key, r.path, r.source, r.age, r.gender, r.age_conf, r.gender_conf, status, score, n, jpeg),
+            (r.key, r.path, r.source, r.age, r.gender, r.age_conf, r.gender_conf, status, score, n, jpeg, box, kps, *wh),
         ):
             cols[name].append(value)
         if progress_every and (i + 1) % progress_every == 0:
@@ -186,3 +193,82 @@ def pack_cache(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 80
         suffix = manifest.name[len(src.stem):]
         write_text_atomic(manifest.read_text(), dst.with_name(dst.stem + suffix))
     return {"rows": len(df), "bytes": dst.stat().st_size, "path": str(dst)}
+
+
+# ------------------------------------------------------------------------- crops under any policy
+
+def _fill_patch(src: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """A size x size patch of real content: a random square of another image (hair, skin, clothes,
+    background, parts of other faces), rescaled and possibly mirrored."""
+    h, w = src.shape[:2]
+    side = int(rng.uniform(0.35, 1.0) * min(h, w))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    patch = cv2.resize(src[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
+    return patch[:, ::-1] if rng.random() < 0.5 else patch
+
+
+def _smooth_field(rng: np.random.Generator, size: int) -> np.ndarray:
+    small = rng.integers(20, 235, (int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3), dtype=np.uint8)
+    field = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    return np.clip(field + rng.normal(0, rng.uniform(2, 12), (size, size, 1)), 0, 255).astype(np.uint8)
+
+
+def load_crops(path: str | os.PathLike, policy=None, fill: str | None = None, keys: set[str] | None = None,
+               seed: int = 0, groups: dict[str, str] | None = None, progress_every: int = 5000) -> dict[str, np.ndarray]:
+    """Crops of the usable rows cut under `policy` from the stored keypoints (no detection again).
+
+    fill=None repeats the border outside the source, as annotate does on a bare crop. fill="real" shows
+    a patch of another image of the same group there (groups: key -> split name, so training crops are
+    filled only from training images), or now and then a smooth colour field: a face in a photo has
+    real surroundings. Without a policy, or with the cache's own policy and no fill, the stored crops
+    are returned (a packed cache has no source images)."""
+    from ..crop import crop_face, crop_face_filled, parse_policy
+
+    meta_path = Path(path).with_suffix(".json")
+    stored_policy = json.loads(meta_path.read_text()).get("crop_policy") if meta_path.exists() else None
+    if policy is None or (policy.name == stored_policy and fill is None):
+        return load_cache(path, keys)
+    t = pq.read_table(path)
+    if "kps" not in t.column_names:
+        raise ValueError(f"{path} stores no keypoints (made before crop policies could change): rebuild it to cut "
+                         f"{policy.name} crops")
+    df = t.drop_columns(["crop_jpeg"]).to_pandas()
+    df = df[df["status"] == "ok"]
+    if keys is not None:
+        df = df[df["key"].isin(keys)]
+    df = df.reset_index(drop=True)
+    if fill not in (None, "real"):
+        raise ValueError(f"unknown fill {fill!r} (none or real)")
+    images = []
+    for i, p in enumerate(df["path"]):
+        img = cv2.imread(p, cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"training image missing (needed to cut {policy.name} crops): {p}")
+        images.append(img[..., ::-1])
+    n = len(df)
+    crops = np.empty((n, policy.size, policy.size, 3), np.uint8)
+    group = np.array([(groups or {}).get(k, "") for k in df["key"]])
+    pools = {g: np.flatnonzero(group == g) for g in np.unique(group)}
+    rng = np.random.default_rng([seed, 7])
+    for i in range(n):
+        kps = np.asarray(df["kps"].iloc[i], np.float64)
+        if fill is None:
+            crops[i] = crop_face(images[i], None, kps, policy=policy)
+            continue
+        pool = pools[group[i]]
+        if rng.random() < 0.2 or len(pool) < 2:
+            patch = _smooth_field(rng, policy.size)
+        else:
+            j = i
+            while j == i:
+                j = int(pool[rng.integers(0, len(pool))])
+            patch = _fill_patch(images[j], rng, policy.size)
+        crops[i] = crop_face_filled(images[i], kps, patch, policy=policy)
+        if progress_every and (i + 1) % progress_every == 0:
+            log.info("cut %d/%d %s crops (fill %s)", i + 1, n, policy.name, fill)
+    return {
+        "key": df["key"].to_numpy(),
+        "crops": crops,
+        "age": df["age"].to_numpy(np.float32),
+        "gender": df["gender"].to_numpy(np.float32),
+    }

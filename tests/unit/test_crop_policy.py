@@ -1,0 +1,77 @@
+"""Crop policies travel with the weights: parsing, card checks, real-content fill."""
+
+import json
+
+import numpy as np
+import pytest
+
+from faceproc.crop import (DEFAULT_POLICY, LEGACY_POLICY, CropPolicy, CropPolicyError, crop_face, crop_face_filled,
+                           outside_fraction, parse_policy, policy_from_card)
+from faceproc.model import INPUT_SIZE, NORMALISATION
+
+
+def test_policy_names_round_trip():
+    for p in (LEGACY_POLICY, DEFAULT_POLICY, CropPolicy(1.25, 128)):
+        assert parse_policy(p.name) == p
+    assert LEGACY_POLICY.name == "arcface5-s0.9-128"
+
+
+@pytest.mark.parametrize("name", ["", "arcface5-0.9-128", "dlib68-s1.0-128", "arcface5-s9-128", "arcface5-s1.0-8"])
+def test_unknown_or_out_of_range_policies_are_refused(name):
+    with pytest.raises(CropPolicyError):
+        parse_policy(name)
+
+
+def test_card_is_the_contract():
+    card = {"crop_policy": "arcface5-s1.1-128", "input_size": [128, 128, 3], "normalisation": NORMALISATION}
+    assert policy_from_card(card) == CropPolicy(1.1, 128)
+    # a card from before policies were read still names its own (legacy) policy
+    assert policy_from_card({"crop_policy": "arcface5-s0.9-128"}) == LEGACY_POLICY
+    assert policy_from_card({"variant": "unfrozen"}) == LEGACY_POLICY
+    with pytest.raises(CropPolicyError, match="unknown crop policy"):
+        policy_from_card({"crop_policy": "mtcnn-square-160"})
+    with pytest.raises(CropPolicyError, match="normalisation"):
+        policy_from_card({**card, "normalisation": "imagenet mean/std"})
+    with pytest.raises(CropPolicyError, match="input_size"):
+        policy_from_card({**card, "input_size": [160, 160, 3]})
+    with pytest.raises(CropPolicyError, match=str(INPUT_SIZE)):
+        policy_from_card({"crop_policy": "arcface5-s1.0-160"})
+
+
+def test_tighter_policy_shows_a_bigger_face():
+    tpl_legacy, tpl_new = LEGACY_POLICY.template(), CropPolicy(1.2).template()
+    eye_dist = lambda t: np.linalg.norm(t[1] - t[0])  # noqa: E731
+    assert eye_dist(tpl_new) == pytest.approx(eye_dist(tpl_legacy) * 1.2 / 0.9)
+
+
+def test_outside_fraction_and_real_fill():
+    # A 200x200 source whose keypoints sit on the legacy template scaled to fill it.
+    src = np.full((200, 200, 3), 200, np.uint8)
+    kps = LEGACY_POLICY.template() / 128 * 200
+    assert outside_fraction(kps, 200, 200, LEGACY_POLICY) == pytest.approx(0.0, abs=0.02)
+    loose = CropPolicy(0.6)
+    frac = outside_fraction(kps, 200, 200, loose)
+    assert 0.3 < frac < 0.9
+    fill = np.zeros((128, 128, 3), np.uint8)
+    fill[..., 2] = 77
+    out = crop_face_filled(src, kps, fill, loose)
+    outside = (out == fill).all(axis=2)
+    assert abs(outside.mean() - frac) < 0.05  # the fill shows exactly where the source does not reach
+    assert (out[64, 64] == 200).all()  # the face itself comes from the source
+    rep = crop_face(src, None, kps, policy=loose)
+    assert (rep == 200).all()  # the repeated border: what the model used to learn on
+
+
+def test_predictor_refuses_a_card_it_cannot_reproduce(tmp_path):
+    from faceproc.config import ModelConfig
+    from faceproc.model import build_model
+    from faceproc.predict import AgeGenderPredictor
+
+    m = build_model("frozen", backbone_weights=None, compile=False)
+    path = tmp_path / "m.keras"
+    m.save(path)
+    (tmp_path / "m.json").write_text(json.dumps({"crop_policy": "retinaface-square-128"}))
+    with pytest.raises(CropPolicyError):
+        AgeGenderPredictor(ModelConfig(variant=str(path)))
+    (tmp_path / "m.json").write_text(json.dumps({"crop_policy": "arcface5-s1.1-128"}))
+    assert AgeGenderPredictor(ModelConfig(variant=str(path))).policy == CropPolicy(1.1)
