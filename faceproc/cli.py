@@ -28,7 +28,12 @@ def main(verbose: bool) -> None:
 
 
 def build_config(config: str | None, **overrides) -> Config:
-    return Config.load(config, {k: v for k, v in overrides.items() if v is not None})
+    from .config import ConfigError
+
+    try:
+        return Config.load(config, {k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.command()

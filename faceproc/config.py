@@ -94,15 +94,36 @@ class Config:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, overrides: dict | None = None) -> "Config":
+        """YAML file + overrides, validated as a whole before any work: every problem is listed."""
         data: dict[str, Any] = {}
         if path is not None:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        cfg = cls.from_dict(data)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError([f"{path}: cannot read: {e}"]) from None
+        data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()} if isinstance(data, dict) else data
+        problems = []
         for dotted, value in (overrides or {}).items():
-            if value is not None:
-                cfg.set(dotted, value)
+            if value is None:
+                continue
+            section, key = dotted.split(".", 1)
+            if not isinstance(data, dict) or not isinstance(data.setdefault(section, {}), dict):
+                continue
+            data[section][key] = value
+        try:
+            cfg = cls.from_dict(data)
+        except ConfigError as e:
+            raise ConfigError([f"{path}: {p}" if path else p for p in e.problems] + problems) from None
         return cfg
+
+    def validate(self) -> "Config":
+        problems = _validate(self)
+        if problems:
+            raise ConfigError(problems)
+        return self
 
     def set(self, dotted: str, value: Any) -> None:
         section, key = dotted.split(".", 1)
@@ -112,18 +133,99 @@ class Config:
         setattr(obj, key, value)
 
 
+class ConfigError(ValueError):
+    """Every problem of a config at once, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+# Value checks beyond the types (the types themselves are checked by pydantic from the annotations).
+_RULES: dict[str, tuple[Any, str]] = {
+    "decode.max_pixels": (lambda v: v > 0, "must be > 0"),
+    "decode.max_side": (lambda v: v >= 64, "must be >= 64"),
+    "decode.min_side": (lambda v: v >= 1, "must be >= 1"),
+    "detector.sizes": (lambda v: len(v) > 0 and all(32 <= x <= 4096 for x in v), "must be a non-empty list of sizes 32..4096"),
+    "detector.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
+    "detector.full_res_above": (lambda v: v > 0, "must be > 0"),
+    "detector.threshold": (lambda v: 0 < v < 1, "must be between 0 and 1"),
+    "detector.nms_threshold": (lambda v: 0 < v < 1, "must be between 0 and 1"),
+    "detector.min_face": (lambda v: v >= 0, "must be >= 0"),
+    "detector.max_faces": (lambda v: v >= 0, "must be >= 0 (0 = all)"),
+    "detector.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
+    "model.batch_size": (lambda v: 1 <= v <= 4096, "must be 1..4096"),
+    "model.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
+    "run.shard_size": (lambda v: v >= 1, "must be >= 1"),
+    "run.workers": (lambda v: v >= 0, "must be >= 0 (0 = one per CPU)"),
+    "run.cpus_per_worker": (lambda v: v > 0, "must be > 0"),
+    "run.gpus_per_worker": (lambda v: v is None or v >= 0, "must be >= 0 or null (auto)"),
+    "run.max_in_flight": (lambda v: v >= 1, "must be >= 1"),
+    "run.max_task_retries": (lambda v: v >= 0, "must be >= 0"),
+    "run.previews": (lambda v: v >= 0, "must be >= 0"),
+}
+
+
+def _validate(cfg: "Config") -> list[str]:
+    problems = []
+    for section in _SECTIONS:
+        obj = getattr(cfg, section)
+        for f in dataclasses.fields(obj):
+            key, value = f"{section}.{f.name}", getattr(obj, f.name)
+            rule = _RULES.get(key)
+            if rule and not rule[0](value):
+                problems.append(f"{key} = {value!r}: {rule[1]}")
+    if cfg.model.min_age >= cfg.model.max_age:
+        problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
+    return problems
+
+
+def _typed(cls, data: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """Check and coerce values to the dataclass's annotated types (pydantic, lax: "64" -> 64, 640 -> error
+    for a list)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    out, problems = {}, []
+    import typing
+
+    resolved = typing.get_type_hints(cls)
+    for name, value in data.items():
+        try:
+            out[name] = TypeAdapter(resolved[name]).validate_python(value)
+        except ValidationError as e:
+            msg = e.errors()[0]["msg"]
+            problems.append(f"{where}.{name} = {value!r}: {msg} (expected {hints[name]})")
+    return out, problems
+
+
 def _build(cls, data: dict[str, Any], where: str):
     if not isinstance(data, dict):
-        raise ValueError(f"config section {where or '<root>'} must be a mapping, got {type(data).__name__}")
+        raise ConfigError([f"config section {where or '<root>'} must be a mapping, got {type(data).__name__}"])
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ValueError(f"unknown config key(s) in {where or '<root>'}: {sorted(unknown)}")
+    problems = [f"unknown key {(where + '.') if where else ''}{k} (known: {', '.join(sorted(known))})"
+                for k in sorted(set(data) - set(known), key=str)]
     kwargs = {}
     for name, value in data.items():
+        if name not in known:
+            continue
         sub = _SECTIONS.get(name) if cls is Config else None
-        kwargs[name] = _build(sub, value or {}, name) if sub else value
-    return cls(**kwargs)
+        if sub:
+            try:
+                kwargs[name] = _build(sub, value or {}, name)
+            except ConfigError as e:
+                problems += e.problems
+        else:
+            kwargs[name] = value
+    if cls is not Config:
+        kwargs, type_problems = _typed(cls, kwargs, where)
+        problems += type_problems
+    if problems:
+        raise ConfigError(problems)
+    obj = cls(**kwargs)
+    if cls is Config:
+        obj.validate()
+    return obj
 
 
 _SECTIONS = {"decode": DecodeConfig, "detector": DetectorConfig, "model": ModelConfig, "run": RunConfig}

@@ -42,21 +42,32 @@ class Discovery:
     n_files: int = 0
     n_ignored: int = 0  # files without an image extension
     cycles: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # output folders found inside the inputs
 
 
 def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def walk_images(root: str, disc: Discovery):
+def walk_images(root: str, disc: Discovery, exclude: list[str] | tuple = ()):
     """Yield (directory, [FileEntry...]) per folder in sorted order; counts ignored files and symlink
-    cycles into `disc`."""
+    cycles into `disc`. Folders in `exclude` (a run's own output) are not entered."""
     seen: set[tuple[int, int]] = set()
+    skip = set()
+    for e in exclude:
+        try:
+            st = os.stat(e)
+            skip.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
 
     def visit(d: str, hidden: bool):
         try:
             st = os.stat(d)
         except OSError:
+            return
+        if (st.st_dev, st.st_ino) in skip:
+            disc.excluded.append(d)
             return
         key = (st.st_dev, st.st_ino)
         if key in seen:
@@ -102,13 +113,13 @@ def check_inputs(inputs: list[str]) -> list[str]:
     return [os.path.abspath(p) for p in inputs]
 
 
-def plan_shards(inputs: list[str], shard_size: int = 256) -> Discovery:
+def plan_shards(inputs: list[str], shard_size: int = 256, exclude: list[str] | tuple = ()) -> Discovery:
     """Shards by directory; a directory with more than shard_size images is split into chunks."""
     shard_size = max(1, int(shard_size))
     disc = Discovery(shards=[])
     seen_files: set[str] = set()
     for root in check_inputs(inputs):
-        for d, files in walk_images(root, disc):
+        for d, files in walk_images(root, disc, exclude):
             files = [f for f in files if f.path not in seen_files]  # overlapping inputs
             seen_files.update(f.path for f in files)
             dir_hash = hashlib.sha1(d.encode("utf-8", "surrogateescape")).hexdigest()[:12]

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from .config import Config
 from .discover import Discovery, Shard, plan_shards
-from .schema import write_atomic, write_text_atomic
+from .schema import SCHEMA_VERSION, write_atomic, write_text_atomic
 
 log = logging.getLogger("faceproc")
 
@@ -41,6 +41,52 @@ class RunConfigMismatch(RuntimeError):
 
 class OutputNotWritable(RuntimeError):
     pass
+
+
+class OutputLocked(RuntimeError):
+    """Another run is writing into the same output folder."""
+
+
+LOCK = ".faceproc.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(out: Path) -> Path:
+    """Create OUT/.faceproc.lock exclusively (O_EXCL also holds on NFS v3+ shared by the nodes of a Ray job).
+    A lock left by a dead process of this host is taken over; any other lock refuses the run."""
+    import socket
+
+    path = out / LOCK
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                other = {}
+            if other.get("host") == me["host"] and isinstance(other.get("pid"), int) and not _pid_alive(other["pid"]):
+                log.warning("taking over the lock of a run that died (pid %s)", other["pid"])
+                path.unlink(missing_ok=True)
+                continue
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
+            raise OutputLocked(
+                f"another faceproc run (pid {other.get('pid', '?')} on {other.get('host', '?')}, since {since}) is "
+                f"writing to {out}. Wait for it to finish; if it is gone, delete {path}.") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(me))
+        return path
+    raise OutputLocked(f"could not take the lock {path}")
 
 
 # ------------------------------------------------------------------------------ run identity
@@ -63,7 +109,7 @@ def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
     model = {k: v for k, v in d["model"].items() if k not in ("batch_size", "threads", "weights_dir", "variant")}
     det = {k: v for k, v in d["detector"].items() if k not in ("threads", "root", "model_file")}
     return {"decode": d["decode"], "detector": det, "model": model, "model_label": model_label,
-            "shard_size": d["run"]["shard_size"]}
+            "shard_size": d["run"]["shard_size"], "schema_version": SCHEMA_VERSION}
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -97,9 +143,12 @@ def process_shard(annotator, shard: Shard, out: str | os.PathLike, run_id: str) 
     """Annotate one shard and commit it: rows first, marker last."""
     out = Path(out)
     res = annotator.annotate(shard.files, shard.shard_id, run_id)
-    write_atomic(res.faces, out / "faces" / f"{shard.shard_id}.parquet")
-    write_atomic(res.images, out / "images" / f"{shard.shard_id}.parquet")
-    summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files),
+    sizes = {}
+    for name, table in (("faces", res.faces), ("images", res.images)):
+        path = out / name / f"{shard.shard_id}.parquet"
+        write_atomic(table, path)
+        sizes[name] = path.stat().st_size
+    summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
                "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
                "pid": os.getpid(), "finished": time.time()}
     write_text_atomic(json.dumps(summary), shard_marker(out, shard.shard_id))
@@ -114,8 +163,28 @@ def shard_is_done(out: Path, shard: Shard) -> bool:
         meta = json.loads(m.read_text())
     except (OSError, ValueError):
         return False
-    return (meta.get("digest") == shard.digest and (out / "faces" / f"{shard.shard_id}.parquet").exists()
-            and (out / "images" / f"{shard.shard_id}.parquet").exists())
+    if meta.get("digest") != shard.digest:
+        return False
+    for name in ("faces", "images"):
+        path = out / name / f"{shard.shard_id}.parquet"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return False
+        want = (meta.get("sizes") or {}).get(name)
+        if want is not None and size != want:  # truncated or replaced since commit: redo the shard
+            log.warning("shard %s: %s is %d bytes, %d at commit; redoing the shard", shard.shard_id, path, size, want)
+            return False
+    return True
+
+
+def _orphans(out: Path, keep: set[str]) -> list[str]:
+    """Committed shards that the current inputs do not contain."""
+    folder = out / SHARD_DIR
+    if not folder.exists():
+        return []
+    return sorted(f.name[: -len(".json")] for f in folder.iterdir()
+                  if f.name.endswith(".json") and not f.name.startswith(".") and f.name[: -len(".json")] not in keep)
 
 
 def _remove_orphans(out: Path, keep: set[str]) -> int:
@@ -269,14 +338,29 @@ def annotate(
     """Annotate every image under `inputs` into `out`; resumable; returns the run summary."""
     cfg = cfg or Config()
     out = Path(out).absolute()
-    disc = plan_shards(inputs, cfg.run.shard_size)  # raises on a missing input, before any work
+    # The output folder (and anything in it) is never input, even when it lies inside an input folder.
+    disc = plan_shards(inputs, cfg.run.shard_size, exclude=[str(out)])  # raises on a missing input, before any work
     check_output(out)
+    lock = acquire_lock(out)
+    try:
+        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, limit, progress, disc) -> dict[str, Any]:
     if limit:
         disc = _limit(disc, limit)
     model_label = describe_model(cfg)
     fp = result_fingerprint(cfg, model_label)
     mpath = out / MANIFEST
-    old = json.loads(mpath.read_text()) if mpath.exists() else None
+    try:
+        old = json.loads(mpath.read_text()) if mpath.exists() else None
+    except (OSError, ValueError) as e:
+        if not force:
+            raise RunConfigMismatch(f"{mpath} is unreadable ({e}): the run it describes cannot be resumed. "
+                                    f"Use a new output folder, or --force to discard the old rows and start again.") from None
+        old = {"fingerprint": None}
     if old and old.get("fingerprint") != fp:
         if not force:
             diff = "; ".join(_diff(old.get("fingerprint", {}), fp))
@@ -289,9 +373,17 @@ def annotate(
         old = None
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
     keep = {s.shard_id for s in disc.shards}
+    gone = _orphans(out, keep)
+    if gone and not force:
+        # Fewer inputs than the committed rows cover (--limit, a folder left out or deleted): never drop rows silently.
+        dirs = sorted({(old or {}).get("shards", {}).get(g, {}).get("dir", g) for g in gone})
+        raise RunConfigMismatch(
+            f"{out} holds finished rows of {len(gone)} shard(s) that these inputs do not cover "
+            f"({', '.join(dirs[:3])}{' ...' if len(dirs) > 3 else ''}). Rerun with the same inputs (and no smaller "
+            f"--limit) to keep them, or --force to remove those rows.")
     orphans = _remove_orphans(out, keep)
     if orphans:
-        log.info("removed %d files of shards that are no longer part of the inputs", orphans)
+        log.info("removed %d files of shards that are no longer part of the inputs (--force)", orphans)
     todo = [s for s in disc.shards if not shard_is_done(out, s)]
     manifest = {
         "run_id": run_id, "inputs": [os.path.abspath(p) for p in inputs], "fingerprint": fp, "config": cfg.to_dict(),

@@ -19,7 +19,7 @@ from . import decode as D
 from .config import Config
 from .crop import DEFAULT_POLICY, crop_faces
 from .discover import FileEntry
-from .schema import FACES, IMAGES, to_table
+from .schema import FACES, IMAGES, path_fields, to_table
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Annotator:
     # ------------------------------------------------------------------ one image
     def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
         t0 = time.perf_counter()
-        row = {"image_path": entry.path, "bytes": None, "width": None, "height": None, "n_faces": 0,
+        row = {**path_fields(entry.path), "bytes": None, "width": None, "height": None, "n_faces": 0,
                "status": D.OK, "error": None, "elapsed_ms": None, "shard": shard_id, "run_id": run_id}
         try:
             row["bytes"] = os.path.getsize(entry.path)
@@ -95,7 +95,7 @@ class Annotator:
             row.update(status=D.FAILED, error=f"detection: {type(e).__name__}: {e}")
             return _Pending(row, [], None, time.perf_counter() - t0)
         faces = [
-            {"image_path": entry.path, "face_index": i, "x1": float(b[0]), "y1": float(b[1]), "x2": float(b[2]),
+            {**path_fields(entry.path), "face_index": i, "x1": float(b[0]), "y1": float(b[1]), "x2": float(b[2]),
              "y2": float(b[3]), "det_score": float(s), "landmarks": [float(v) for v in k.reshape(-1)], "run_id": run_id}
             for i, (b, k, s) in enumerate(zip(boxes, kps, scores))
         ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import DecodeConfig
 from .decode import DecodeFailure, decode_file
-from .schema import read_table
+from .schema import read_table, source_path
 
 PREVIEW_SIDE = 1280
 
@@ -40,9 +40,9 @@ def write_previews(out: str | Path, n: int, dec_cfg: DecodeConfig | None = None)
     ok = images[images["status"] == "ok"].sort_values(["n_faces", "image_path"], ascending=[False, True]).head(n)
     cfg = DecodeConfig(**{**(dec_cfg or DecodeConfig()).__dict__, "max_side": PREVIEW_SIDE})
     written = []
-    for path in ok["image_path"]:
+    for path, raw in zip(ok["image_path"], ok["image_path_bytes"]):
         try:
-            dec = decode_file(path, cfg)
+            dec = decode_file(source_path(path, raw), cfg)
         except DecodeFailure:
             continue
         img = draw(dec.rgb, faces[faces["image_path"] == path], dec.scale)

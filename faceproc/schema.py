@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 FACES = pa.schema(
     [
         pa.field("image_path", pa.string(), nullable=False),
+        # raw bytes of the path when it is not valid UTF-8 (image_path then shows them as \xNN escapes)
+        pa.field("image_path_bytes", pa.binary()),
         pa.field("face_index", pa.int32(), nullable=False),  # 0.. in reading order (top-left first)
         pa.field("x1", pa.float32()),
         pa.field("y1", pa.float32()),
@@ -40,6 +42,7 @@ FACES = pa.schema(
 IMAGES = pa.schema(
     [
         pa.field("image_path", pa.string(), nullable=False),
+        pa.field("image_path_bytes", pa.binary()),  # see FACES
         pa.field("bytes", pa.int64()),
         pa.field("width", pa.int32()),  # original pixels, display orientation; null when unknown
         pa.field("height", pa.int32()),
@@ -55,8 +58,48 @@ IMAGES = pa.schema(
 TABLES = {"faces": FACES, "images": IMAGES}
 
 
+# Bumped whenever a column is added, removed or changes meaning; recorded in the manifest, so a rerun into
+# an output folder written under another version is refused instead of mixing shards of both.
+SCHEMA_VERSION = 2
+
+
+def path_fields(path: str) -> dict:
+    """image_path for display plus the raw bytes when the name is not UTF-8 (old FAT/Samba archives):
+    `os.fsdecode(image_path_bytes)` (see `source_path`) opens the file again."""
+    try:
+        path.encode("utf-8")
+        return {"image_path": path, "image_path_bytes": None}
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogateescape")
+        return {"image_path": raw.decode("utf-8", "backslashreplace"), "image_path_bytes": raw}
+
+
+def source_path(image_path: str, image_path_bytes: bytes | None = None) -> str:
+    """The path to open for a row (its raw bytes when the name is not UTF-8)."""
+    return os.fsdecode(image_path_bytes) if image_path_bytes else image_path
+
+
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=schema)
+    """Rows -> table; a row that cannot be converted costs only itself (an images row becomes `failed`)."""
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except Exception:  # find the bad rows; the rest must survive
+        pass
+    good = []
+    for r in rows:
+        try:
+            pa.Table.from_pylist([r], schema=schema)
+            good.append(r)
+        except Exception as e:
+            import logging
+
+            logging.getLogger(__name__).error("row of %r could not be written: %s", r.get("image_path"), e)
+            if "status" in schema.names:
+                p = r.get("image_path")
+                fixed = path_fields(p) if isinstance(p, str) else {"image_path": repr(p), "image_path_bytes": None}
+                good.append({**fixed, "status": "failed", "error": f"row: {type(e).__name__}: {e}",
+                             "shard": r.get("shard"), "run_id": r.get("run_id")})
+    return pa.Table.from_pylist(good, schema=schema)
 
 
 def write_atomic(table: pa.Table, path: str | os.PathLike) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from .config import resolve_backbone_weights
-from .crop import DEFAULT_POLICY, parse_policy, policy_from_card
+from .crop import DEFAULT_POLICY, LEGACY_POLICY, parse_policy, policy_from_card
 from .model import preprocess
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     else:
         split = stratified_split(records, cfg.val_fraction, cfg.seed)
         write_manifest(manifest, split, {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "stratified_by": "age band x gender"})
-    policy = training_policy(cfg)
+    policy = training_policy(cfg, None if cfg.datasets else (cache_meta.get("crop_policy") or LEGACY_POLICY.name))
     groups = {k: split.get(k, "train") for k in pq_keys(cache_path)}
     train_keys = {k for k, g in groups.items() if g == "train"}
     train = load_crops(cache_path, policy, cfg.crop_fill, keys=train_keys, seed=cfg.seed, groups=groups)
@@ -161,14 +161,17 @@ def pq_keys(cache_path) -> list[str]:
     return pq.read_table(cache_path, columns=["key"]).column("key").to_pylist()
 
 
-def training_policy(cfg: TrainConfig):
-    """Explicit policy, else the init_from model's own (read from its card), else the default."""
+def training_policy(cfg: TrainConfig, stored: str | None = None):
+    """Explicit policy, else the init_from model's own (read from its card), else the policy of the crops a
+    cache-only training set holds (`stored`), else the default."""
     if cfg.crop_policy:
         policy = parse_policy(cfg.crop_policy)
     elif cfg.init_from:
         from .model import read_card
 
         policy = policy_from_card(read_card(cfg.init_from), cfg.init_from)
+    elif stored:
+        policy = parse_policy(stored)
     else:
         policy = DEFAULT_POLICY
     if cfg.init_from:

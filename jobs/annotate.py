@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the working dir
 
-from faceproc.config import Config  # noqa: E402
-from faceproc.engine import OutputNotWritable, RunConfigMismatch, annotate  # noqa: E402
+from faceproc.config import Config, ConfigError  # noqa: E402
+from faceproc.engine import OutputLocked, OutputNotWritable, RunConfigMismatch, annotate  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,12 +32,12 @@ def main(argv=None) -> int:
     p.add_argument("--random-init", action="store_true", help="untrained model (tests/benchmarks only)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = Config.load(a.config, {"model.variant": a.model, "model.batch_size": a.batch_size,
-                                 "run.shard_size": a.shard_size, "run.workers": a.workers,
-                                 "run.previews": a.previews, "model.random_init": a.random_init or None})
     try:
+        cfg = Config.load(a.config, {"model.variant": a.model, "model.batch_size": a.batch_size,
+                                     "run.shard_size": a.shard_size, "run.workers": a.workers,
+                                     "run.previews": a.previews, "model.random_init": a.random_init or None})
         rep = annotate(a.input, a.output, cfg, engine="ray", force=a.force, limit=a.limit, progress=False)
-    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch) as e:
+    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     summary = {k: rep[k] for k in ("files", "faces", "failed_files", "status_counts", "throughput")}

@@ -183,7 +183,8 @@ def pack_cache(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 80
     df["crop_jpeg"] = packed
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
-    pq.write_table(pa.Table.from_pandas(df, schema=CACHE_SCHEMA, preserve_index=False), tmp)
+    schema = pa.schema([f for f in CACHE_SCHEMA if f.name in df.columns])  # caches from before keypoints were kept
+    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), tmp)
     os.replace(tmp, dst)
     src_meta = src.with_suffix(".json")
     meta = json.loads(src_meta.read_text()) if src_meta.exists() else {}
@@ -225,7 +226,10 @@ def load_crops(path: str | os.PathLike, policy=None, fill: str | None = None, ke
     from ..crop import crop_face, crop_face_filled, parse_policy
 
     meta_path = Path(path).with_suffix(".json")
-    stored_policy = json.loads(meta_path.read_text()).get("crop_policy") if meta_path.exists() else None
+    from ..crop import LEGACY_POLICY
+
+    # A cache's crops were cut under its meta's policy; caches from before policies changed: the legacy one.
+    stored_policy = (json.loads(meta_path.read_text()) if meta_path.exists() else {}).get("crop_policy") or LEGACY_POLICY.name
     if policy is None or (policy.name == stored_policy and fill is None):
         return load_cache(path, keys)
     t = pq.read_table(path)

@@ -27,7 +27,8 @@ def write_cache(path, n=40, seed=0):
         ok = i < n
         jpeg = cv2.imencode(".jpg", d["crops"][i][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() if ok else None
         for k, v in zip(CACHE_SCHEMA.names, (f"utkface/{i}.jpg", f"/data/{i}.jpg", "utkface", float(d["age"][i % n]) * 10,
-                                              int(d["gender"][i % n]), 1.0, 1.0, "ok" if ok else "no_face", 0.9, int(ok), jpeg)):
+                                              int(d["gender"][i % n]), 1.0, 1.0, "ok" if ok else "no_face", 0.9, int(ok), jpeg,
+                                              None, None, None, None)):
             rows[k].append(v)
     pq.write_table(pa.table(rows, schema=CACHE_SCHEMA), path)
     path.with_suffix(".json").write_text(json.dumps({"fingerprint": "x", "counts": {"ok": n, "no_face": 1}}))
