@@ -220,6 +220,10 @@ def _build(cls, data: dict[str, Any], where: str):
     if cls is not Config:
         kwargs, type_problems = _typed(cls, kwargs, where)
         problems += type_problems
+        for name, value in kwargs.items():  # value rules on what passed the type check: all problems at once
+            rule = _RULES.get(f"{where}.{name}")
+            if rule and not rule[0](value):
+                problems.append(f"{where}.{name} = {value!r}: {rule[1]}")
     if problems:
         raise ConfigError(problems)
     obj = cls(**kwargs)

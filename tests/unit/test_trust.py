@@ -1,0 +1,132 @@
+"""Hostile but ordinary situations (issue 10): no row lost, clear refusals, repairable outputs."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from faceproc.config import Config, ConfigError
+from faceproc.engine import LOCK, OutputLocked, RunConfigMismatch, annotate
+from faceproc.schema import source_path
+
+from test_pipeline_engine import cfg_for_tests, fakes, make_tree  # noqa: F401  (fixture)
+
+
+def _img(path, face=True):
+    img = np.full((80, 100, 3), 100, np.uint8)
+    if face:
+        img[0, 0] = 255
+    Image.fromarray(img).save(path, format="PNG")
+
+
+def test_non_utf8_file_name_gets_its_row_and_round_trips(tmp_path, fakes):  # noqa: F811
+    d = tmp_path / "in"
+    d.mkdir()
+    _img(d / "a.png")
+    raw = os.path.join(os.fsencode(d), b"caf\xe9.png")
+    _img(raw)
+    annotate([str(d)], tmp_path / "out", cfg_for_tests(), engine="local")
+    images = pd.read_parquet(tmp_path / "out" / "images")
+    assert len(images) == 2 and set(images.status) == {"ok"}
+    odd = images[images.image_path.str.contains("caf")].iloc[0]
+    assert odd.image_path.endswith("caf\\xe9.png") and odd.image_path_bytes == raw
+    with open(source_path(odd.image_path, odd.image_path_bytes), "rb") as fh:  # a reader opens the file from the row
+        assert fh.read(4) == b"\x89PNG"
+    faces = pd.read_parquet(tmp_path / "out" / "faces")
+    assert len(faces) == 2 and faces.image_path_bytes.notna().sum() == 1
+
+
+def test_smaller_limit_never_drops_finished_rows(tmp_path, fakes):  # noqa: F811
+    make_tree(tmp_path / "in")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local")
+    before = pd.read_parquet(tmp_path / "out" / "images")
+    with pytest.raises(RunConfigMismatch, match="do not cover"):
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", limit=1)
+    assert len(pd.read_parquet(tmp_path / "out" / "images")) == len(before) == 8
+    # the same with a folder left out of the inputs; --force is the way to drop them on purpose
+    with pytest.raises(RunConfigMismatch):
+        annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local")
+    annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", force=True)
+    assert len(pd.read_parquet(tmp_path / "out" / "images")) == 2
+
+
+def test_output_inside_input_is_not_reread(tmp_path, fakes):  # noqa: F811
+    make_tree(tmp_path / "inout")
+    cfg = cfg_for_tests()
+    cfg.run.previews = 3
+    for _ in range(2):
+        annotate([str(tmp_path / "inout")], tmp_path / "inout" / "out", cfg, engine="local")
+    assert list((tmp_path / "inout" / "out" / "previews").iterdir())
+    images = pd.read_parquet(tmp_path / "inout" / "out" / "images")
+    assert len(images) == 8 and not images.image_path.str.contains("/out/").any()
+
+
+def test_config_is_validated_whole_before_any_work(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("detector: {sizes: 640, threshold: 2}\nmodel: {batch_size: -1}\ndecode: {max_pixels: -1}\nrun: {shards: 3}\n")
+    with pytest.raises(ConfigError) as e:
+        Config.load(bad)
+    msg = str(e.value)
+    for needle in ("detector.sizes", "valid list", "detector.threshold", "model.batch_size", "decode.max_pixels",
+                   "unknown key run.shards"):
+        assert needle in msg
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("detector: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Config.load(broken)
+    assert Config.load(None, {"model.batch_size": "32"}).model.batch_size == 32  # CLI strings are coerced
+    with pytest.raises(ConfigError, match="model.batch_size"):
+        Config.load(None, {"model.batch_size": 0})
+
+
+def test_config_error_is_one_clear_cli_message(tmp_path):
+    from click.testing import CliRunner
+
+    from faceproc.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("detector: {sizes: 640}\n")
+    (tmp_path / "in").mkdir()
+    r = CliRunner().invoke(main, ["annotate", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--config", str(bad)])
+    assert r.exit_code == 1 and "detector.sizes" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()  # nothing written before the config is known to be good
+
+
+def test_second_run_into_the_same_output_is_refused(tmp_path, fakes):  # noqa: F811
+    make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
+    with pytest.raises(OutputLocked, match="another faceproc run"):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    # a lock left by a dead process of this machine is taken over
+    import socket
+
+    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "started": 0}))
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    assert not (out / LOCK).exists() and len(pd.read_parquet(out / "images")) == 8
+
+
+def test_truncated_shard_file_is_redone(tmp_path, fakes):  # noqa: F811
+    make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=100), engine="local")
+    victim = sorted((out / "faces").glob("*.parquet"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=100), engine="local")
+    assert len(pd.read_parquet(out / "faces")) == 4 and len(pd.read_parquet(out / "images")) == 8
+
+
+def test_unreadable_manifest_is_named_with_the_way_out(tmp_path, fakes):  # noqa: F811
+    make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    (out / "manifest.json").write_text("{\n")
+    with pytest.raises(RunConfigMismatch, match="manifest.json is unreadable.*--force"):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", force=True)
+    assert len(pd.read_parquet(out / "images")) == 8
