@@ -1,9 +1,10 @@
 """Crop policies: how a detected face becomes the model's 128x128 input, shared by training and inference.
 
-A policy is named `arcface5-s<scale>-<size>`: a least-squares similarity transform (rotation, uniform
+A policy is named `arcface5-s<scale>[-up<shift>]-<size>`: a least-squares similarity transform (rotation, uniform
 scale, translation) maps the detector's 5 keypoints (left eye, right eye, nose, left and right mouth
 corner) onto InsightFace's ArcFace template, scaled by <scale> about the crop centre (below 1 the face
-is smaller and the crop keeps more forehead, hair and chin), into a <size> x <size> RGB uint8 crop.
+is smaller and the crop keeps more forehead, hair and chin) and moved up by <shift> crop heights, into
+a <size> x <size> RGB uint8 crop.
 Pixels outside the photo repeat its border. Without keypoints, the box stands in for them.
 
 The policy travels with the weights: a model card names it and the predictor cuts crops the way the
@@ -33,7 +34,7 @@ _ARCFACE_112 = np.array(
     dtype=np.float64,
 )
 
-_NAME = re.compile(r"^arcface5-s(?P<scale>\d+(?:\.\d+)?)-(?P<size>\d+)$")
+_NAME = re.compile(r"^arcface5-s(?P<scale>\d+(?:\.\d+)?)(?:-up(?P<up>\d+(?:\.\d+)?))?-(?P<size>\d+)$")
 
 
 class CropPolicyError(ValueError):
@@ -44,14 +45,15 @@ class CropPolicyError(ValueError):
 class CropPolicy:
     scale: float
     size: int = CROP_SIZE
+    up: float = 0.0  # the face sits this share of the crop height higher (less above the head, more chin)
 
     @property
     def name(self) -> str:
-        return f"arcface5-s{self.scale:g}-{self.size}"
+        return f"arcface5-s{self.scale:g}" + (f"-up{self.up:g}" if self.up else "") + f"-{self.size}"
 
     def template(self) -> np.ndarray:
         unit = _ARCFACE_112 / 112.0
-        return ((unit - 0.5) * self.scale + 0.5) * self.size
+        return ((unit - 0.5) * self.scale + 0.5 - np.array([0.0, self.up])) * self.size
 
     def matrix(self, kps) -> np.ndarray:
         """2x3 transform from image pixels to crop pixels."""
@@ -62,12 +64,12 @@ def parse_policy(name: str) -> CropPolicy:
     m = _NAME.match(str(name or ""))
     if not m:
         raise CropPolicyError(
-            f"unknown crop policy {name!r}: this faceproc cuts only `arcface5-s<scale>-<size>` crops "
-            "(ArcFace 5-point template scaled about the centre)")
-    scale, size = float(m["scale"]), int(m["size"])
-    if not (0.3 <= scale <= 2.0) or not (32 <= size <= 512):
-        raise CropPolicyError(f"crop policy {name!r} is out of range (scale 0.3-2.0, size 32-512)")
-    return CropPolicy(scale, size)
+            f"unknown crop policy {name!r}: this faceproc cuts only `arcface5-s<scale>[-up<shift>]-<size>` crops "
+            "(ArcFace 5-point template scaled about the centre, optionally moved up)")
+    scale, size, up = float(m["scale"]), int(m["size"]), float(m["up"] or 0.0)
+    if not (0.3 <= scale <= 2.0) or not (32 <= size <= 512) or not (0.0 <= up <= 0.4):
+        raise CropPolicyError(f"crop policy {name!r} is out of range (scale 0.3-2.0, up 0-0.4, size 32-512)")
+    return CropPolicy(scale, size, up)
 
 
 # The policy of models whose card predates policies in cards (every model before issue 9).

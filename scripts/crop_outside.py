@@ -5,7 +5,7 @@ scale, the median / 90th percentile share of the 128 px crop that the source doe
 training fills with repeated edges, or with real content under `crop_fill: real`), and the eye distance
 in crop pixels (how much of the 128 px the face gets).
 
-    python scripts/crop_outside.py runs/cache/utkface.parquet --scales 0.9,1.0,1.1,1.2,1.3 --n 2000
+    python scripts/crop_outside.py runs/cache/utkface.parquet --scales 0.9,1.2,1.3:0.15 --n 2000
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from faceproc.crop import CropPolicy, outside_fraction
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("cache")
-    ap.add_argument("--scales", default="0.9,1.0,1.1,1.2,1.3")
+    ap.add_argument("--scales", default="0.9,1.0,1.1,1.2,1.3", help="template scales, or scale:up pairs (1.3:0.15)")
     ap.add_argument("--n", type=int, default=2000, help="rows sampled (seeded)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -31,8 +31,9 @@ def main() -> None:
     idx = np.random.default_rng(0).choice(len(df), min(a.n, len(df)), replace=False)
     res = {}
     print(f"{'policy':<20} {'median out':>10} {'p90 out':>8} {'>10% out':>9} {'eye dist px':>11}")
-    for s in [float(v) for v in a.scales.split(",")]:
-        pol = CropPolicy(s)
+    for spec in a.scales.split(","):
+        s, _, up = spec.partition(":")
+        pol = CropPolicy(float(s), up=float(up or 0))
         fr = np.array([outside_fraction(np.asarray(df.kps[i]), int(df.width[i]), int(df.height[i]), pol) for i in idx])
         t = pol.template()
         res[pol.name] = {"median": float(np.median(fr)), "p90": float(np.quantile(fr, 0.9)),

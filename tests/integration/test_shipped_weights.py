@@ -32,18 +32,25 @@ def val_faces():
     val = [r for r in records if split[r.key] == "val"]
     picks = [val[i] for i in np.random.default_rng(0).choice(len(val), 200, replace=False)]
     det = FaceDetector(DetectorConfig())
-    crops, ages, genders = [], [], []
+    faces, ages, genders = [], [], []
     for r in picks:
         dec = decode_file(r.path, DecodeConfig())
         d = det.detect(dec.rgb)
         if not len(d):
             continue
         j = pick_face(d.boxes, d.scores, dec.rgb.shape[1], dec.rgb.shape[0])
-        crops.append(crop_face(dec.rgb, d.boxes[j], d.kps[j]))
+        faces.append((dec.rgb, d.boxes[j], d.kps[j]))
         ages.append(r.age)
         genders.append(r.gender)
-    assert len(crops) >= 195
-    return np.stack(crops), np.array(ages), np.array(genders)
+    assert len(faces) >= 195
+    return faces, np.array(ages), np.array(genders)
+
+
+def cut(faces, policy):
+    """Crops the way a model's card says (what annotate does)."""
+    from faceproc.crop import crop_face
+
+    return np.stack([crop_face(rgb, box, kps, policy=policy) for rgb, box, kps in faces])
 
 
 @pytest.mark.parametrize("variant", ["unfrozen", "frozen"])
@@ -57,14 +64,15 @@ def test_shipped_model_is_accurate(variant, val_faces):
     for key in ("input_size", "crop_policy", "normalisation", "backbone_source", "training_data", "command",
                 "metrics", "sha256", "version"):
         assert key in card, key
-    from faceproc.crop import POLICY
+    from faceproc.crop import POLICY, parse_policy
     from faceproc.model import file_sha256
 
     assert card["crop_policy"] == POLICY and card["variant"] == variant
     assert card["sha256"] == file_sha256(path)
-    crops, ages, genders = val_faces
+    faces, ages, genders = val_faces
     pred = AgeGenderPredictor(ModelConfig(variant=variant))
-    a, p = pred.predict(crops)
+    assert pred.policy == parse_policy(card["crop_policy"])  # the card is the contract
+    a, p = pred.predict(cut(faces, pred.policy))
     mae = float(np.abs(a - ages).mean())
     acc = float(((p >= 0.5) == (genders == 1)).mean())
     print(f"{variant}: MAE {mae:.2f}, gender {acc:.3f} on {len(ages)} faces")
@@ -77,8 +85,8 @@ def test_fast_inference_path_equals_plain_keras_on_real_crops(variant, val_faces
     within 0.01 years and the same P(female) within 1e-4, on real face crops."""
     from faceproc.predict import AgeGenderPredictor
 
-    crops = val_faces[0][:45]
     fast = AgeGenderPredictor(ModelConfig(variant=variant, batch_size=16, flip_tta=False, min_age=-1e9, max_age=1e9))
+    crops = cut(val_faces[0][:45], fast.policy)
     a, p = fast.predict(crops)
     ref = fast.model.predict(crops.astype(np.float32) / 127.5 - 1.0, batch_size=45, verbose=0)
     np.testing.assert_allclose(a, ref["age"].ravel(), atol=0.01)
@@ -104,3 +112,28 @@ def test_group_photo_genders_and_ages_with_the_shipped_model():
     assert len(faces) == 6
     assert faces["gender"].tolist() == ["female", "female", "male", "male", "male", "female"]  # left to right
     assert faces["age"].between(18, 45).all(), faces["age"].tolist()
+
+
+def test_photo_evaluation_end_to_end(tmp_path):
+    """faceproc evaluate-photos on a few validation group photos: real detector, shipped model, the
+    annotate path; every face is found and scored, as photos and as bare crops."""
+    from click.testing import CliRunner
+
+    from faceproc.cli import main
+
+    r = CliRunner().invoke(main, ["evaluate-photos", "unfrozen", "--data", str(UTKFACE), "--work", str(tmp_path),
+                                  "--photos", "3", "--seed", "5"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "results.json").read_text())["models"]["unfrozen"]
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    n = sum(len(v) for v in truth["photos"].values())
+    assert n > 0 and res["photos"]["faces"] == n and res["photos"]["recall"] >= 0.9
+    assert res["crops"]["found"] >= n - 1 and res["photos"]["age_mae"] < 15
+    train_keys = set()
+    from faceproc.data.split import stratified_split
+    from faceproc.data.utkface import read_utkface
+
+    records, _ = read_utkface(UTKFACE)
+    split = stratified_split(records, 0.2, seed=42)
+    train_keys = {k for k, v in split.items() if v == "train"}
+    assert not train_keys & {t["key"] for tf in truth["photos"].values() for t in tf}  # no training face

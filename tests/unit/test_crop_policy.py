@@ -11,12 +11,17 @@ from faceproc.model import INPUT_SIZE, NORMALISATION
 
 
 def test_policy_names_round_trip():
-    for p in (LEGACY_POLICY, DEFAULT_POLICY, CropPolicy(1.25, 128)):
+    for p in (LEGACY_POLICY, DEFAULT_POLICY, CropPolicy(1.25, 128), CropPolicy(1.3, 128, 0.15)):
         assert parse_policy(p.name) == p
     assert LEGACY_POLICY.name == "arcface5-s0.9-128"
+    assert CropPolicy(1.3, 128, 0.15).name == "arcface5-s1.3-up0.15-128"
+    # moving the template up moves every keypoint up by the same share of the crop
+    d = CropPolicy(1.3).template() - CropPolicy(1.3, up=0.15).template()
+    np.testing.assert_allclose(d, [[0, 0.15 * 128]] * 5)
 
 
-@pytest.mark.parametrize("name", ["", "arcface5-0.9-128", "dlib68-s1.0-128", "arcface5-s9-128", "arcface5-s1.0-8"])
+@pytest.mark.parametrize("name", ["", "arcface5-0.9-128", "dlib68-s1.0-128", "arcface5-s9-128", "arcface5-s1.0-8",
+                                  "arcface5-s1.0-up0.9-128", "arcface5-s1.0-down0.1-128"])
 def test_unknown_or_out_of_range_policies_are_refused(name):
     with pytest.raises(CropPolicyError):
         parse_policy(name)
