@@ -5,7 +5,13 @@ The data path, one module per step: discover -> decode -> detect -> crop -> pred
 Annotator` is one shard through the steps; `faceproc.train` / `faceproc.evaluate` make the models.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up chatter (cuInit, absl, oneDNN) is noise on a terminal: silenced before any
+# module imports TensorFlow, in the driver and, through the inherited environment, in Ray workers.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def annotate(inputs, out, cfg=None, **kwargs):

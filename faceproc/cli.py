@@ -20,7 +20,29 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-@click.group()
+# Exit codes: 0 done; 1 an error or a refusal (message says why); 2 some shards unfinished (rerun to finish);
+# 64 a bad command line (click's default of 2 would read as "rerun"); 130 interrupted.
+EXIT_USAGE = 64
+
+
+class _Group(click.Group):
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            e.show()
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(1)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Group)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Find every face in photo archives; record box, age and gender per face in Parquet."""
@@ -65,8 +87,11 @@ def annotate(inputs, output, model, config, batch_size, limit, previews, workers
 
 def _print_summary(rep: dict) -> None:
     tp = rep["throughput"]
-    click.echo(f"{rep['files']} files, {rep['faces']} faces, {rep['failed_files']} files failed "
-               f"({', '.join(f'{k}={v}' for k, v in sorted(rep['status_counts'].items()))})")
+    bad = {k: v for k, v in sorted(rep["status_counts"].items()) if k not in ("ok", "no_faces")}
+    counts = rep["status_counts"]
+    click.echo(f"{rep['files']} files ({counts.get('ok', 0)} with faces, {counts.get('no_faces', 0)} without), "
+               f"{rep['faces']} faces, {rep['failed_files']} files failed"
+               + (f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if bad else ""))
     if tp.get("last_run_seconds") is not None:
         click.echo(f"last run: {tp['last_run_files']} files in {tp['last_run_seconds']:.1f} s")
     click.echo(f"report: {Path(rep['output']) / 'report.html'}")
@@ -91,6 +116,9 @@ def make_sample(folder, utkface, n_mosaics) -> None:
 def report(output, previews) -> None:
     """Rebuild report.json / report.html (and previews) from OUTPUT's Parquet files."""
     from .report import build_report
+
+    if not (Path(output) / "manifest.json").exists() and not (Path(output) / "images").is_dir():
+        raise click.ClickException(f"{output} is not a faceproc output folder (no manifest.json, no images/)")
 
     rep = build_report(output)
     if previews:

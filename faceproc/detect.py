@@ -60,6 +60,61 @@ FULL_RES_BUCKETS = (1280, 1536, 2048)
 ASPECTS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)  # width / height
 
 
+class DetectorUnavailable(RuntimeError):
+    """The SCRFD model file cannot be found or fetched; the message names the setting to use."""
+
+
+_HOW = ("point detector.root / $FACEPROC_INSIGHTFACE_ROOT at a folder holding models/<pack>/det_*.onnx, "
+        "or detector.model_file / $FACEPROC_DETECTOR_FILE at an SCRFD .onnx file")
+
+
+def ensure_detector_file(cfg: DetectorConfig) -> str:
+    """The SCRFD .onnx to load, checked (and downloaded at most once, under a lock) in the driver, before
+    any worker starts: workers then never download, race or die one by one on a missing model."""
+    import glob
+    import os
+
+    explicit = resolve_detector_file(cfg)
+    if explicit:
+        path = os.path.abspath(os.path.expanduser(explicit))
+        if not os.path.isfile(path):
+            raise DetectorUnavailable(f"detector model file {path} does not exist: {_HOW}")
+        return path
+    root = os.path.abspath(os.path.expanduser(resolve_insightface_root(cfg)))
+    pack = resolve_detector_pack(cfg)
+    folder = os.path.join(root, "models", pack)
+
+    def found():
+        files = sorted(glob.glob(os.path.join(folder, "det_*.onnx")))
+        return files[0] if files else None
+
+    if found():
+        return found()
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise DetectorUnavailable(f"{folder} holds no det_*.onnx (an interrupted download?): remove the folder to "
+                                  f"download it again, or {_HOW}")
+    import fcntl
+
+    os.makedirs(os.path.join(root, "models"), exist_ok=True)
+    with open(os.path.join(root, "models", f".{pack}.download.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one download per machine, however many runs start at once
+        if not found():
+            try:
+                from insightface.utils.storage import download
+
+                log.info("downloading InsightFace pack %s into %s (once)", pack, root)
+                download("models", pack, root=root)
+            except Exception as e:
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)  # never leave a half pack that looks present
+                raise DetectorUnavailable(f"InsightFace pack {pack!r} is not under {root}/models and could not be "
+                                          f"downloaded ({type(e).__name__}: {e}). Offline? {_HOW}") from None
+    if not found():
+        raise DetectorUnavailable(f"the downloaded pack {pack!r} in {folder} holds no det_*.onnx: {_HOW}")
+    return found()
+
+
 def load_scrfd(cfg: DetectorConfig):
     """The SCRFD model object of insightface (model_zoo), on CPU or CUDA as onnxruntime offers."""
     import onnxruntime as ort

@@ -103,6 +103,17 @@ def describe_model(cfg: Config) -> str:
     return f"{card.get('variant') or path.stem}@{model_version(path, card)}"
 
 
+def preflight(cfg: Config) -> None:
+    """Resolve and check the detector and the age/gender model in the driver: a missing or refused model is
+    one clear error before any output exists, not a traceback per Ray actor."""
+    from .detect import ensure_detector_file
+    from .predict import check_model_file
+
+    if not cfg.model.random_init:
+        check_model_file(cfg.model)
+    cfg.detector.model_file = ensure_detector_file(cfg.detector)
+
+
 def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
     """The settings that change the rows. Batch sizes, threads and worker counts do not."""
     d = cfg.to_dict()
@@ -340,6 +351,8 @@ def annotate(
     out = Path(out).absolute()
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
     disc = plan_shards(inputs, cfg.run.shard_size, exclude=[str(out)])  # raises on a missing input, before any work
+    cfg = Config.from_dict(cfg.to_dict())  # preflight fills in resolved paths: the caller's config stays as given
+    preflight(cfg)  # every model found (or fetched once) before anything is written
     check_output(out)
     lock = acquire_lock(out)
     try:

@@ -34,6 +34,24 @@ def resolve_model_path(cfg: ModelConfig) -> Path:
     return path
 
 
+def check_model_file(cfg: ModelConfig) -> Path:
+    """Everything about the age/gender model that can be checked without loading TensorFlow, in the driver
+    before any output is written: the file exists, is a .keras archive, and its card names a crop policy
+    this code reproduces."""
+    import zipfile
+
+    path = resolve_model_path(cfg)
+    if path.is_dir():
+        raise FileNotFoundError(f"--model {path} is a folder; give frozen, unfrozen or a .keras file")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a Keras 3 .keras file (a zip archive with the model's config and weights)")
+    with zipfile.ZipFile(path) as zf:
+        if "config.json" not in zf.namelist():
+            raise ValueError(f"{path} is not a Keras 3 .keras file (no config.json inside)")
+    policy_from_card(read_card(path), path)  # raises CropPolicyError for a policy this code cannot cut
+    return path
+
+
 def set_threads(n: int) -> None:
     """Cap TensorFlow's thread pools so several workers on one machine do not fight over the cores."""
     if not n:

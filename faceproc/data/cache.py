@@ -24,7 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import DecodeConfig, DetectorConfig
-from ..crop import POLICY, crop_face
+from ..crop import LEGACY_POLICY, crop_face
+
+# The cache stores crops cut under one fixed policy (plus the keypoints, so `load_crops` cuts any other
+# without detecting again): changing the default policy must not invalidate 25 minutes of detection.
+STORED_POLICY = LEGACY_POLICY
 from ..decode import DecodeFailure, decode_file
 from ..schema import write_text_atomic
 from .records import FaceRecord
@@ -63,7 +67,7 @@ def pick_face(boxes: np.ndarray, scores: np.ndarray, width: int, height: int) ->
 
 def cache_fingerprint(records: list[FaceRecord], det_cfg: DetectorConfig, dec_cfg: DecodeConfig) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"policy": POLICY, "det": det_cfg.__dict__, "dec": dec_cfg.__dict__}, sort_keys=True, default=str).encode())
+    h.update(json.dumps({"policy": STORED_POLICY.name, "det": det_cfg.__dict__, "dec": dec_cfg.__dict__}, sort_keys=True, default=str).encode())
     for r in sorted(records, key=lambda r: r.key):
         h.update(f"{r.key}|{r.age}|{r.gender}\n".encode())
     return h.hexdigest()[:16]
@@ -104,7 +108,7 @@ def build_cache(
                 status = "no_face"
             else:
                 j = pick_face(det.boxes, det.scores, dec.rgb.shape[1], dec.rgb.shape[0])
-                crop = crop_face(dec.rgb, det.boxes[j], det.kps[j])
+                crop = crop_face(dec.rgb, det.boxes[j], det.kps[j], policy=STORED_POLICY)
                 ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
                 jpeg, score = buf.tobytes(), float(det.scores[j])
                 box, kps = [float(v) for v in det.boxes[j][:4]], [float(v) for v in np.asarray(det.kps[j]).reshape(-1)]
@@ -126,7 +130,7 @@ def build_cache(
     failed = [k for k, s in zip(cols["key"], cols["status"]) if s != "ok"]
     meta = {
         "fingerprint": fp,
-        "crop_policy": POLICY,
+        "crop_policy": STORED_POLICY.name,
         "images": len(records),
         "counts": counts,
         "found_fraction": counts.get("ok", 0) / max(len(records), 1),

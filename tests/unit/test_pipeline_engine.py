@@ -45,6 +45,7 @@ class FakePredictor:
 @pytest.fixture
 def fakes(monkeypatch):
     monkeypatch.setattr(faceproc.detect, "FaceDetector", FakeDetector)
+    monkeypatch.setattr(faceproc.detect, "ensure_detector_file", lambda cfg: "fake-detector.onnx")
     monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", FakePredictor)
     FakePredictor.calls.clear()
 

@@ -130,3 +130,51 @@ def test_unreadable_manifest_is_named_with_the_way_out(tmp_path, fakes):  # noqa
         annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
     annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", force=True)
     assert len(pd.read_parquet(out / "images")) == 8
+
+
+def test_exit_codes_keep_usage_errors_apart_from_rerun(tmp_path):
+    from click.testing import CliRunner
+
+    from faceproc.cli import EXIT_USAGE, main
+
+    r = CliRunner().invoke(main, ["annotate"])
+    assert r.exit_code == EXIT_USAGE and "Missing argument" in r.output
+    r = CliRunner().invoke(main, ["annotate", str(tmp_path), "-o", str(tmp_path / "o"), "--engine", "nope"])
+    assert r.exit_code == EXIT_USAGE
+    assert CliRunner().invoke(main, ["--help"]).exit_code == 0
+    (tmp_path / "not-an-output").mkdir()
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "not-an-output")])
+    assert r.exit_code == 1 and "not a faceproc output folder" in r.output
+    assert not (tmp_path / "not-an-output" / "report.html").exists()
+
+
+def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
+    from faceproc.detect import DetectorUnavailable
+
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "a.png")
+    cfg = Config()
+    cfg.detector.model_file = str(tmp_path / "nope.onnx")
+    with pytest.raises(DetectorUnavailable, match="FACEPROC_DETECTOR_FILE"):
+        annotate([str(tmp_path / "in")], tmp_path / "out1", cfg, engine="local")
+    # no pack under the root and no network: one clear error, nothing half-downloaded left behind
+    import insightface.utils.storage as storage
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(storage, "download", offline)
+    monkeypatch.delenv("FACEPROC_DETECTOR_FILE", raising=False)
+    cfg = Config()
+    cfg.detector.root = str(tmp_path / "empty-root")
+    with pytest.raises(DetectorUnavailable, match="could not be downloaded.*FACEPROC_INSIGHTFACE_ROOT"):
+        annotate([str(tmp_path / "in")], tmp_path / "out2", cfg, engine="local")
+    assert not (tmp_path / "empty-root" / "models" / "buffalo_m").exists()
+    for bad, why in ((tmp_path / "in", "is a folder"), (tmp_path / "junk.keras", "not a Keras 3")):
+        if bad.suffix:
+            bad.write_bytes(os.urandom(2000))
+        cfg = Config()
+        cfg.model.variant = str(bad)
+        with pytest.raises((ValueError, FileNotFoundError), match=why):
+            annotate([str(tmp_path / "in")], tmp_path / "out3", cfg, engine="local")
+    assert not any((tmp_path / n).exists() for n in ("out1", "out2", "out3"))
