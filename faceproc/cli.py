@@ -72,13 +72,15 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
 def annotate(inputs, output, model, config, batch_size, limit, previews, workers, engine, force) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS."""
-    from .engine import OutputNotWritable, RunConfigMismatch, annotate as run
+    from .detect import DetectorUnavailable
+    from .engine import ClusterUnreachable, OutputLocked, OutputNotWritable, RunConfigMismatch, annotate as run
 
     cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size,
                                   "run.previews": previews, "run.workers": workers})
     try:
         rep = run(list(inputs), output, cfg, engine=engine, force=force, limit=limit)
-    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, ValueError) as e:
+    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ClusterUnreachable,
+            DetectorUnavailable, ValueError) as e:
         raise click.ClickException(str(e)) from None
     _print_summary(rep)
     if rep.get("failed_shards"):

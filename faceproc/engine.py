@@ -43,6 +43,10 @@ class OutputNotWritable(RuntimeError):
     pass
 
 
+class ClusterUnreachable(RuntimeError):
+    pass
+
+
 class OutputLocked(RuntimeError):
     """Another run is writing into the same output folder."""
 
@@ -254,10 +258,32 @@ def _init_ray(cfg: Config):
     if not ray.is_initialized():
         address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
         if address:
+            _check_reachable(address)
+            log.info("attaching to the Ray cluster at %s", address)
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+            # address="local": always a fresh embedded cluster. A bare ray.init() would join the last cluster
+            # started on this machine (Ray's ray_current_cluster file), and hang forever when that one is dead.
+            log.info("starting an embedded Ray cluster for this run (set RAY_ADDRESS or run.ray_address to use another)")
+            ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A given cluster address that nobody answers fails in seconds, not after Ray's endless retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if address in ("auto", "local"):
+        return
+    u = urlparse(address if "://" in address else f"tcp://{address}")
+    if not u.hostname or not u.port:
+        return
+    try:
+        socket.create_connection((u.hostname, u.port), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterUnreachable(
+            f"the Ray cluster at {address} does not answer ({e}); check RAY_ADDRESS / run.ray_address") from None
 
 
 def _make_worker_class(ray):

@@ -14,7 +14,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the working dir
 
 from faceproc.config import Config, ConfigError  # noqa: E402
-from faceproc.engine import OutputLocked, OutputNotWritable, RunConfigMismatch, annotate  # noqa: E402
+from faceproc.detect import DetectorUnavailable  # noqa: E402
+from faceproc.engine import (ClusterUnreachable, OutputLocked, OutputNotWritable, RunConfigMismatch,  # noqa: E402
+                             annotate)
 
 
 def main(argv=None) -> int:
@@ -37,7 +39,8 @@ def main(argv=None) -> int:
                                      "run.shard_size": a.shard_size, "run.workers": a.workers,
                                      "run.previews": a.previews, "model.random_init": a.random_init or None})
         rep = annotate(a.input, a.output, cfg, engine="ray", force=a.force, limit=a.limit, progress=False)
-    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ConfigError) as e:
+    except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ConfigError, ClusterUnreachable,
+            DetectorUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     summary = {k: rep[k] for k in ("files", "faces", "failed_files", "status_counts", "throughput")}

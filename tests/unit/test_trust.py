@@ -178,3 +178,21 @@ def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
         with pytest.raises((ValueError, FileNotFoundError), match=why):
             annotate([str(tmp_path / "in")], tmp_path / "out3", cfg, engine="local")
     assert not any((tmp_path / n).exists() for n in ("out1", "out2", "out3"))
+
+
+def test_unreachable_cluster_fails_fast(tmp_path, fakes):  # noqa: F811
+    import socket
+    import time
+
+    from faceproc.engine import ClusterUnreachable
+
+    make_tree(tmp_path / "in")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there
+    cfg = cfg_for_tests(ray_address=f"127.0.0.1:{port}")
+    t = time.time()
+    with pytest.raises(ClusterUnreachable, match="does not answer"):
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="ray")
+    assert time.time() - t < 30
