@@ -168,11 +168,16 @@ def train(variant, data, ffhq_labels, ffhq_images, output, config, cache, epochs
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.option("--quality", type=int, default=80, show_default=True, help="WebP quality.")
-def pack_cache(cache, dest, quality) -> None:
+@click.option("--policy", default=None, help="Cut the crops again under this crop policy (e.g. arcface5-s1.3-up0.15-128).")
+@click.option("--fill", type=click.Choice(["none", "real"]), default="none", show_default=True,
+              help="With --policy: what training crops show outside their source image.")
+def pack_cache(cache, dest, quality, policy, fill) -> None:
     """Re-encode a crop cache as WebP with its split manifests: a training set for a machine without the images."""
+    from .crop import parse_policy
     from .data.cache import pack_cache as run
 
-    info = run(cache, dest, quality)
+    info = run(cache, dest, quality, policy=parse_policy(policy) if policy else None,
+               fill=None if fill == "none" else fill)
     click.echo(f"{info['path']}: {info['rows']} crops, {info['bytes'] / 2**20:.1f} MiB")
 
 

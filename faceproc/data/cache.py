@@ -168,18 +168,34 @@ def cache_records(path: str | os.PathLike) -> list[FaceRecord]:
     ]
 
 
-def pack_cache(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 80) -> dict:
+def pack_cache(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 80, policy=None,
+               fill: str | None = None, split_manifest: str | os.PathLike | None = None) -> dict:
     """Re-encode a crop cache's usable crops as WebP and copy its metadata and split manifests beside it.
 
-    WebP at quality 80 keeps ~38.6 dB PSNR on these crops (JPEG 75: 39.6 dB at 1.8x the size), so the
-    21k UTKFace crops travel in ~31 MB. Evaluation for reported metrics stays on the original cache."""
+    With a policy, the crops are first cut again under it from the stored keypoints (training rows with
+    `fill`, validation rows with the repeated border, as evaluation cuts them), so a machine without the
+    images trains under that policy. WebP at quality 80 keeps ~38.6 dB PSNR on these crops (JPEG 75:
+    39.6 dB at 1.8x the size), so the 21k UTKFace crops travel in ~31 MB. Evaluation for reported metrics
+    stays on the original cache."""
     src, dst = Path(src), Path(dst)
     t = pq.read_table(src)
     df = t.to_pandas()
     df = df[df["status"] == "ok"].reset_index(drop=True)
+    recut = None
+    if policy is not None:
+        from .split import read_manifest
+
+        manifests = [Path(split_manifest)] if split_manifest else sorted(src.parent.glob(src.stem + ".split-*.json"))
+        if fill and not manifests:
+            raise ValueError(f"no split manifest beside {src}: needed to fill training crops from training images only")
+        groups = read_manifest(manifests[0])[0] if manifests else {}
+        train_keys = {k for k in df["key"] if groups.get(k, "train") == "train"}
+        parts = [load_crops(src, policy, fill, keys=train_keys, groups=groups),
+                 load_crops(src, policy, None, keys=set(df["key"]) - train_keys)]
+        recut = {k: c for part in parts for k, c in zip(part["key"], part["crops"])}
     packed = []
-    for b in df["crop_jpeg"]:
-        img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+    for key, b in zip(df["key"], df["crop_jpeg"]):
+        img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) if recut is None else recut[key][..., ::-1]
         ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
         if not ok:
             raise RuntimeError("WebP encoding failed (OpenCV built without WebP?)")
@@ -193,6 +209,8 @@ def pack_cache(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 80
     src_meta = src.with_suffix(".json")
     meta = json.loads(src_meta.read_text()) if src_meta.exists() else {}
     meta.update(packed_from=src.name, encoding=f"webp q{int(quality)}", packed_rows=len(df))
+    if policy is not None:
+        meta.update(crop_policy=policy.name, crop_fill=fill)
     write_text_atomic(json.dumps(meta, indent=1), dst.with_suffix(".json"))
     for manifest in src.parent.glob(src.stem + ".split-*.json"):
         suffix = manifest.name[len(src.stem):]

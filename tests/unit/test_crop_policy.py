@@ -80,3 +80,52 @@ def test_predictor_refuses_a_card_it_cannot_reproduce(tmp_path):
         AgeGenderPredictor(ModelConfig(variant=str(path)))
     (tmp_path / "m.json").write_text(json.dumps({"crop_policy": "arcface5-s1.1-128"}))
     assert AgeGenderPredictor(ModelConfig(variant=str(path))).policy == CropPolicy(1.1)
+
+
+def _cache_with_sources(tmp_path, n=6):
+    import cv2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from faceproc.data.cache import CACHE_SCHEMA
+    from faceproc.data.split import write_manifest
+
+    rng = np.random.default_rng(0)
+    rows = {k: [] for k in CACHE_SCHEMA.names}
+    kps = (LEGACY_POLICY.template() / 128 * 200).reshape(-1)
+    split = {}
+    for i in range(n):
+        p = tmp_path / f"{i}.jpg"
+        cv2.imwrite(str(p), cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (200, 200)))
+        crop = crop_face(cv2.imread(str(p))[..., ::-1], None, kps, policy=LEGACY_POLICY)
+        vals = (f"u/{i}", str(p), "utkface", 20.0 + i, i % 2, 1.0, 1.0, "ok", 0.9, 1,
+                cv2.imencode(".jpg", crop[..., ::-1])[1].tobytes(), [0, 0, 200, 200], list(kps), 200, 200)
+        for k, v in zip(CACHE_SCHEMA.names, vals):
+            rows[k].append(v)
+        split[f"u/{i}"] = "val" if i < 2 else "train"
+    pq.write_table(pa.table(rows, schema=CACHE_SCHEMA), tmp_path / "c.parquet")
+    (tmp_path / "c.json").write_text(json.dumps({"crop_policy": LEGACY_POLICY.name}))
+    write_manifest(tmp_path / "c.split-42-0.2.json", split, {"seed": 42})
+    return tmp_path / "c.parquet"
+
+
+def test_cache_recuts_any_policy_and_packs_it(tmp_path):
+    from faceproc.data.cache import load_cache, load_crops, pack_cache
+
+    cache = _cache_with_sources(tmp_path)
+    stored = load_crops(cache, LEGACY_POLICY)  # the stored crops, no source needed
+    assert np.array_equal(stored["crops"], load_cache(cache)["crops"])
+    tight = CropPolicy(1.3, up=0.15)
+    a, b = load_crops(cache, tight), load_crops(cache, tight)
+    assert np.array_equal(a["crops"], b["crops"]) and not np.array_equal(a["crops"], stored["crops"])
+    filled = load_crops(cache, CropPolicy(0.6), "real", groups={f"u/{i}": "train" for i in range(6)}, seed=1)
+    bare = load_crops(cache, CropPolicy(0.6))
+    assert not np.array_equal(filled["crops"][:, :10], bare["crops"][:, :10])  # the border shows other content
+    info = pack_cache(cache, tmp_path / "p" / "packed.parquet", policy=tight, fill="real")
+    meta = json.loads((tmp_path / "p" / "packed.json").read_text())
+    assert info["rows"] == 6 and meta["crop_policy"] == tight.name and meta["crop_fill"] == "real"
+    packed = load_crops(tmp_path / "p" / "packed.parquet", tight)  # its own policy: the packed crops
+    val = [i for i, k in enumerate(packed["key"]) if k in ("u/0", "u/1")]
+    import cv2
+
+    assert min(cv2.PSNR(packed["crops"][i], a["crops"][i]) for i in val) > 30  # validation rows: bare crops
