@@ -73,12 +73,16 @@ def build_config(config: str | None, **overrides) -> Config:
 def annotate(inputs, output, model, config, batch_size, limit, previews, workers, engine, force) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS."""
     from .detect import DetectorUnavailable
-    from .engine import ClusterUnreachable, OutputLocked, OutputNotWritable, RunConfigMismatch, annotate as run
+    from .engine import (ClusterUnreachable, DiskFull, OutputLocked, OutputNotWritable, RunConfigMismatch,
+                         annotate as run)
 
     cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size,
                                   "run.previews": previews, "run.workers": workers})
     try:
         rep = run(list(inputs), output, cfg, engine=engine, force=force, limit=limit)
+    except DiskFull as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
     except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ClusterUnreachable,
             DetectorUnavailable, ValueError) as e:
         raise click.ClickException(str(e)) from None

@@ -33,6 +33,7 @@ log = logging.getLogger("faceproc")
 
 MANIFEST = "manifest.json"
 SHARD_DIR = "_shards"
+STAGING = "_staging"
 
 
 class RunConfigMismatch(RuntimeError):
@@ -45,6 +46,16 @@ class OutputNotWritable(RuntimeError):
 
 class ClusterUnreachable(RuntimeError):
     pass
+
+
+class DiskFull(RuntimeError):
+    """The output storage is full: finished shards are kept, a rerun after freeing space finishes the rest."""
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    import errno
+
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class OutputLocked(RuntimeError):
@@ -158,15 +169,28 @@ def process_shard(annotator, shard: Shard, out: str | os.PathLike, run_id: str) 
     """Annotate one shard and commit it: rows first, marker last."""
     out = Path(out)
     res = annotator.annotate(shard.files, shard.shard_id, run_id)
-    sizes = {}
-    for name, table in (("faces", res.faces), ("images", res.images)):
-        path = out / name / f"{shard.shard_id}.parquet"
-        write_atomic(table, path)
-        sizes[name] = path.stat().st_size
-    summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
-               "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
-               "pid": os.getpid(), "finished": time.time()}
-    write_text_atomic(json.dumps(summary), shard_marker(out, shard.shard_id))
+    # Both tables are written to a staging folder first (where a full disk or a crash leaves nothing a
+    # reader of faces/ or images/ sees), then renamed in, then the marker commits the shard.
+    staged, sizes = {}, {}
+    try:
+        for name, table in (("faces", res.faces), ("images", res.images)):
+            path = out / STAGING / f"{shard.shard_id}.{name}.parquet"
+            write_atomic(table, path)
+            staged[name] = path
+            sizes[name] = path.stat().st_size
+        for name, path in staged.items():
+            (out / name).mkdir(parents=True, exist_ok=True)
+            os.replace(path, out / name / f"{shard.shard_id}.parquet")
+        summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
+                   "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
+                   "pid": os.getpid(), "finished": time.time()}
+        write_text_atomic(json.dumps(summary), shard_marker(out, shard.shard_id))
+    except BaseException:
+        for name in ("faces", "images"):  # nothing of an uncommitted shard stays visible
+            (out / STAGING / f"{shard.shard_id}.{name}.parquet").unlink(missing_ok=True)
+            if not shard_marker(out, shard.shard_id).exists():
+                (out / name / f"{shard.shard_id}.parquet").unlink(missing_ok=True)
+        raise
     return summary
 
 
@@ -200,6 +224,19 @@ def _orphans(out: Path, keep: set[str]) -> list[str]:
         return []
     return sorted(f.name[: -len(".json")] for f in folder.iterdir()
                   if f.name.endswith(".json") and not f.name.startswith(".") and f.name[: -len(".json")] not in keep)
+
+
+def _remove_uncommitted(out: Path) -> None:
+    """Rows of shards without a marker (a run killed between rename and commit) and staged leftovers."""
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+    for name in ("faces", "images"):
+        folder = out / name
+        for f in folder.glob("*.parquet") if folder.exists() else []:
+            if not shard_marker(out, f.name[: -len(".parquet")]).exists():
+                f.unlink(missing_ok=True)
+    for sub in ("faces", "images", SHARD_DIR, ""):
+        for tmp in (out / sub).glob(".*.tmp") if (out / sub).exists() else []:
+            tmp.unlink(missing_ok=True)
 
 
 def _remove_orphans(out: Path, keep: set[str]) -> int:
@@ -246,7 +283,9 @@ def _run_local(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done
     for shard in shards:
         try:
             on_done(process_shard(annotator, shard, out, run_id))
-        except Exception as e:  # a shard-level failure (e.g. disk full) is reported, the rest goes on
+        except Exception as e:  # a shard-level failure is reported, the rest goes on
+            if _is_disk_full(e):
+                raise  # every later shard would fail the same way: stop and say so
             log.error("shard %s failed: %s", shard.shard_id, e)
             failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
     return failed
@@ -383,6 +422,12 @@ def annotate(
     lock = acquire_lock(out)
     try:
         return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc)
+    except OSError as e:
+        if _is_disk_full(e):
+            _remove_uncommitted(out)
+            raise DiskFull(f"the disk holding {out} is full ({e.strerror}). Finished shards are kept; free some space "
+                           f"and run the same command again to finish.") from None
+        raise
     finally:
         lock.unlink(missing_ok=True)
 
@@ -420,6 +465,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
             f"{out} holds finished rows of {len(gone)} shard(s) that these inputs do not cover "
             f"({', '.join(dirs[:3])}{' ...' if len(dirs) > 3 else ''}). Rerun with the same inputs (and no smaller "
             f"--limit) to keep them, or --force to remove those rows.")
+    _remove_uncommitted(out)
     orphans = _remove_orphans(out, keep)
     if orphans:
         log.info("removed %d files of shards that are no longer part of the inputs (--force)", orphans)

@@ -121,8 +121,12 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # a full disk must not leave a 0-byte temp file behind
+            tmp.unlink()
 
 
 def read_table(out: str | os.PathLike, name: str) -> pa.Table:

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from faceproc.config import Config, ConfigError  # noqa: E402
 from faceproc.detect import DetectorUnavailable  # noqa: E402
-from faceproc.engine import (ClusterUnreachable, OutputLocked, OutputNotWritable, RunConfigMismatch,  # noqa: E402
+from faceproc.engine import (ClusterUnreachable, DiskFull, OutputLocked, OutputNotWritable, RunConfigMismatch,  # noqa: E402
                              annotate)
 
 
@@ -39,6 +39,9 @@ def main(argv=None) -> int:
                                      "run.shard_size": a.shard_size, "run.workers": a.workers,
                                      "run.previews": a.previews, "model.random_init": a.random_init or None})
         rep = annotate(a.input, a.output, cfg, engine="ray", force=a.force, limit=a.limit, progress=False)
+    except DiskFull as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ConfigError, ClusterUnreachable,
             DetectorUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -196,3 +196,34 @@ def test_unreachable_cluster_fails_fast(tmp_path, fakes):  # noqa: F811
     with pytest.raises(ClusterUnreachable, match="does not answer"):
         annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="ray")
     assert time.time() - t < 30
+
+
+def test_disk_full_keeps_finished_shards_and_shows_nothing_half_written(tmp_path, fakes, monkeypatch):  # noqa: F811
+    import errno
+
+    import faceproc.schema as schema
+    from faceproc.engine import DiskFull
+
+    make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    real = schema.pq.write_table
+    calls = [0]
+
+    def filling_up(table, where, **kw):
+        calls[0] += 1
+        if calls[0] > 3:  # the first shard's two tables fit, then the disk is full
+            open(where, "wb").write(b"PAR1")  # a partial file, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(table, where, **kw)
+
+    monkeypatch.setattr(schema.pq, "write_table", filling_up)
+    with pytest.raises(DiskFull, match="full.*run the same command again"):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    committed = {p.stem for p in (out / "_shards").glob("*.json")}
+    for name in ("faces", "images"):
+        assert {p.stem for p in (out / name).glob("*.parquet")} <= committed  # nothing uncommitted visible
+    assert not list(out.rglob("*.tmp")) and not (out / "_staging").exists()
+    monkeypatch.setattr(schema.pq, "write_table", real)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    images = pd.read_parquet(out / "images")
+    assert len(images) == 8 and images.image_path.is_unique
