@@ -129,3 +129,33 @@ def test_cache_recuts_any_policy_and_packs_it(tmp_path):
     import cv2
 
     assert min(cv2.PSNR(packed["crops"][i], a["crops"][i]) for i in val) > 30  # validation rows: bare crops
+
+
+def test_annotate_cuts_crops_the_way_the_model_card_says(tmp_path):
+    from PIL import Image
+
+    from faceproc.config import Config
+    from faceproc.crop import crop_faces
+    from faceproc.discover import FileEntry
+    from faceproc.pipeline import Annotator
+
+    from test_pipeline_engine import FakeDetector
+
+    class P:
+        name, version = "p", "v"
+
+        def __init__(self, policy):
+            self.policy, self.seen = policy, []
+
+        def predict(self, crops):
+            self.seen.append(crops.copy())
+            return np.full(len(crops), 30.0, np.float32), np.full(len(crops), 0.2, np.float32)
+
+    img = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    img[0, 0] = 255
+    Image.fromarray(img).save(tmp_path / "a.png")
+    det = FakeDetector().detect(img)
+    for policy in (LEGACY_POLICY, CropPolicy(1.3, up=0.15)):
+        pred = P(policy)
+        Annotator(Config(), detector=FakeDetector(), predictor=pred).annotate([FileEntry(str(tmp_path / "a.png"))])
+        np.testing.assert_array_equal(pred.seen[0], crop_faces(img, det.boxes, det.kps, policy=policy))
