@@ -73,7 +73,7 @@ def build_config(config: str | None, **overrides) -> Config:
 def annotate(inputs, output, model, config, batch_size, limit, previews, workers, engine, force) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS."""
     from .detect import DetectorUnavailable
-    from .engine import (ClusterUnreachable, DiskFull, OutputLocked, OutputNotWritable, RunConfigMismatch,
+    from .engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,
                          annotate as run)
 
     cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size,
@@ -83,6 +83,9 @@ def annotate(inputs, output, model, config, batch_size, limit, previews, workers
     except DiskFull as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
+    except Interrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(130)
     except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ClusterUnreachable,
             DetectorUnavailable, ValueError) as e:
         raise click.ClickException(str(e)) from None

@@ -48,6 +48,37 @@ class ClusterUnreachable(RuntimeError):
     pass
 
 
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM: finished shards are kept, the shard in progress is dropped cleanly."""
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+class _stop_on_signals:
+    """SIGTERM (a scheduler, `kill`) stops the run the way Ctrl-C does, instead of killing it mid-write."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            def stop(signum, frame):
+                raise _Stop()
+
+            self.old = signal.signal(signal.SIGTERM, stop)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False
+
+
 class DiskFull(RuntimeError):
     """The output storage is full: finished shards are kept, a rerun after freeing space finishes the rest."""
 
@@ -510,14 +541,22 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
             last_write[0] = time.time()
 
     try:
-        if not todo:
-            failed = []
-        elif engine == "local":
-            failed = _run_local(_worker_config(cfg, os.cpu_count() or 1), todo, out, run_id, on_done)
-        elif engine == "ray":
-            failed = _run_ray(cfg, todo, out, run_id, on_done)
-        else:
-            raise ValueError(f"engine must be ray or local, got {engine!r}")
+        with _stop_on_signals():
+            if not todo:
+                failed = []
+            elif engine == "local":
+                failed = _run_local(_worker_config(cfg, os.cpu_count() or 1), todo, out, run_id, on_done)
+            elif engine == "ray":
+                failed = _run_ray(cfg, todo, out, run_id, on_done)
+            else:
+                raise ValueError(f"engine must be ray or local, got {engine!r}")
+    except KeyboardInterrupt:
+        n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
+        manifest.update(state="interrupted", finished=time.time())
+        _remove_uncommitted(out)
+        write_text_atomic(json.dumps(manifest, indent=1), mpath)
+        raise Interrupted(f"stopped: {n_done} of {len(disc.shards)} shards are finished and kept; run the same "
+                          f"command again to finish the rest.") from None
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

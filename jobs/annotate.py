@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from faceproc.config import Config, ConfigError  # noqa: E402
 from faceproc.detect import DetectorUnavailable  # noqa: E402
-from faceproc.engine import (ClusterUnreachable, DiskFull, OutputLocked, OutputNotWritable, RunConfigMismatch,  # noqa: E402
+from faceproc.engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,  # noqa: E402
                              annotate)
 
 
@@ -42,6 +42,9 @@ def main(argv=None) -> int:
     except DiskFull as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
     except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ConfigError, ClusterUnreachable,
             DetectorUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -227,3 +227,36 @@ def test_disk_full_keeps_finished_shards_and_shows_nothing_half_written(tmp_path
     annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
     images = pd.read_parquet(out / "images")
     assert len(images) == 8 and images.image_path.is_unique
+
+
+def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, fakes, monkeypatch):  # noqa: F811
+    import signal
+
+    import faceproc.predict
+    from faceproc.engine import Interrupted
+
+    from test_pipeline_engine import FakePredictor
+
+    class Killed(FakePredictor):
+        n = 0
+
+        def predict(self, crops):
+            Killed.n += 1
+            if Killed.n == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, in the middle of a shard
+            return super().predict(crops)
+
+    make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", Killed)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted, match="run the same command again"):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=1), engine="local")
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert json.loads((out / "manifest.json").read_text())["state"] == "interrupted"
+    assert not (out / LOCK).exists() and not (out / "_staging").exists()
+    committed = {p.stem for p in (out / "_shards").glob("*.json")}
+    assert 0 < len(committed) < 8 and {p.stem for p in (out / "images").glob("*.parquet")} == committed
+    monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", FakePredictor)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=1), engine="local")
+    assert len(pd.read_parquet(out / "images")) == 8
