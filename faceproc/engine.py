@@ -56,6 +56,21 @@ class _Stop(KeyboardInterrupt):
     pass
 
 
+class _ConsoleAtLeast:
+    """Raise the level of the console handlers (not the log file) while a progress bar is on screen."""
+
+    def __init__(self, level: int):
+        self.saved = []
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                self.saved.append((h, h.level))
+                h.setLevel(max(h.level, level))
+
+    def restore(self) -> None:
+        for h, level in self.saved:
+            h.setLevel(level)
+
+
 class _stop_on_signals:
     """SIGTERM (a scheduler, `kill`) stops the run the way Ctrl-C does, instead of killing it mid-write."""
 
@@ -451,6 +466,14 @@ def annotate(
     preflight(cfg)  # every model found (or fetched once) before anything is written
     check_output(out)
     lock = acquire_lock(out)
+    file_log = logging.FileHandler(out / "faceproc.log", encoding="utf-8")  # the whole story of every run
+    file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_log.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(file_log)
+    old_level = root.level
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
     try:
         return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc)
     except OSError as e:
@@ -460,6 +483,9 @@ def annotate(
                            f"and run the same command again to finish.") from None
         raise
     finally:
+        root.removeHandler(file_log)
+        root.setLevel(old_level)
+        file_log.close()
         lock.unlink(missing_ok=True)
 
 
@@ -519,9 +545,15 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
     done_files = [0]
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
+    quiet = None
     if show and todo:
         import click
 
+        # On a terminal: the bar, warnings and the summary; every INFO line goes to OUT/faceproc.log only,
+        # so no log line is glued onto the bar.
+        click.echo(f"{disc.n_files} files, {len(todo)} shards to do ({len(disc.shards) - len(todo)} already done); "
+                   f"starting workers (loading the models takes a few seconds) ...", err=True)
+        quiet = _ConsoleAtLeast(logging.WARNING)
         bar = click.progressbar(length=sum(len(s.files) for s in todo), label="annotating", file=sys.stderr)
         bar.__enter__()
     last_write = [0.0]
@@ -560,6 +592,8 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+        if quiet is not None:
+            quiet.restore()
     seconds = time.time() - t0
     for f in failed:
         manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
