@@ -27,29 +27,17 @@ from typing import Any, Callable
 
 from .config import Config
 from .discover import Discovery, Shard, plan_shards
-from .schema import SCHEMA_VERSION, write_atomic, write_text_atomic
+from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401
+                       OutputNotWritable, RunConfigMismatch, _diff, _is_disk_full, _orphans, _remove_orphans,
+                       _remove_uncommitted, acquire_lock, check_output, commit_shard, describe_model,
+                       result_fingerprint, shard_is_done, shard_marker)
+from .schema import write_text_atomic
 
 log = logging.getLogger("faceproc")
-
-MANIFEST = "manifest.json"
-SHARD_DIR = "_shards"
-STAGING = "_staging"
-
-
-class RunConfigMismatch(RuntimeError):
-    pass
-
-
-class OutputNotWritable(RuntimeError):
-    pass
 
 
 class ClusterUnreachable(RuntimeError):
     pass
-
-
-class Interrupted(RuntimeError):
-    """SIGINT or SIGTERM: finished shards are kept, the shard in progress is dropped cleanly."""
 
 
 class _Stop(KeyboardInterrupt):
@@ -94,74 +82,9 @@ class _stop_on_signals:
         return False
 
 
-class DiskFull(RuntimeError):
-    """The output storage is full: finished shards are kept, a rerun after freeing space finishes the rest."""
-
-
-def _is_disk_full(e: BaseException) -> bool:
-    import errno
-
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-class OutputLocked(RuntimeError):
-    """Another run is writing into the same output folder."""
-
-
-LOCK = ".faceproc.lock"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def acquire_lock(out: Path) -> Path:
-    """Create OUT/.faceproc.lock exclusively (O_EXCL also holds on NFS v3+ shared by the nodes of a Ray job).
-    A lock left by a dead process of this host is taken over; any other lock refuses the run."""
-    import socket
-
-    path = out / LOCK
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                other = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                other = {}
-            if other.get("host") == me["host"] and isinstance(other.get("pid"), int) and not _pid_alive(other["pid"]):
-                log.warning("taking over the lock of a run that died (pid %s)", other["pid"])
-                path.unlink(missing_ok=True)
-                continue
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
-            raise OutputLocked(
-                f"another faceproc run (pid {other.get('pid', '?')} on {other.get('host', '?')}, since {since}) is "
-                f"writing to {out}. Wait for it to finish; if it is gone, delete {path}.") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(me))
-        return path
-    raise OutputLocked(f"could not take the lock {path}")
 
 
 # ------------------------------------------------------------------------------ run identity
-
-def describe_model(cfg: Config) -> str:
-    """variant@version without loading TensorFlow (reads the model card / hashes the file)."""
-    from .model import VARIANTS, model_version, read_card
-    from .predict import resolve_model_path
-
-    if cfg.model.random_init:
-        return f"{cfg.model.variant if cfg.model.variant in VARIANTS else 'unfrozen'}@random-init"
-    path = resolve_model_path(cfg.model)
-    card = read_card(path)
-    return f"{card.get('variant') or path.stem}@{model_version(path, card)}"
 
 
 def preflight(cfg: Config) -> None:
@@ -175,128 +98,12 @@ def preflight(cfg: Config) -> None:
     cfg.detector.model_file = ensure_detector_file(cfg.detector)
 
 
-def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
-    """The settings that change the rows. Batch sizes, threads and worker counts do not."""
-    d = cfg.to_dict()
-    model = {k: v for k, v in d["model"].items() if k not in ("batch_size", "threads", "weights_dir", "variant")}
-    det = {k: v for k, v in d["detector"].items() if k not in ("threads", "root", "model_file")}
-    return {"decode": d["decode"], "detector": det, "model": model, "model_label": model_label,
-            "shard_size": d["run"]["shard_size"], "schema_version": SCHEMA_VERSION}
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
-    return out
-
-
-def check_output(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex[:6]}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise OutputNotWritable(f"output folder {out} is not writable: {e.strerror or e}") from None
-
-
 # ------------------------------------------------------------------------------ one shard
-
-def shard_marker(out: Path, shard_id: str) -> Path:
-    return out / SHARD_DIR / f"{shard_id}.json"
 
 
 def process_shard(annotator, shard: Shard, out: str | os.PathLike, run_id: str) -> dict[str, Any]:
-    """Annotate one shard and commit it: rows first, marker last."""
-    out = Path(out)
-    res = annotator.annotate(shard.files, shard.shard_id, run_id)
-    # Both tables are written to a staging folder first (where a full disk or a crash leaves nothing a
-    # reader of faces/ or images/ sees), then renamed in, then the marker commits the shard.
-    staged, sizes = {}, {}
-    try:
-        for name, table in (("faces", res.faces), ("images", res.images)):
-            path = out / STAGING / f"{shard.shard_id}.{name}.parquet"
-            write_atomic(table, path)
-            staged[name] = path
-            sizes[name] = path.stat().st_size
-        for name, path in staged.items():
-            (out / name).mkdir(parents=True, exist_ok=True)
-            os.replace(path, out / name / f"{shard.shard_id}.parquet")
-        summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
-                   "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
-                   "pid": os.getpid(), "finished": time.time()}
-        write_text_atomic(json.dumps(summary), shard_marker(out, shard.shard_id))
-    except BaseException:
-        for name in ("faces", "images"):  # nothing of an uncommitted shard stays visible
-            (out / STAGING / f"{shard.shard_id}.{name}.parquet").unlink(missing_ok=True)
-            if not shard_marker(out, shard.shard_id).exists():
-                (out / name / f"{shard.shard_id}.parquet").unlink(missing_ok=True)
-        raise
-    return summary
-
-
-def shard_is_done(out: Path, shard: Shard) -> bool:
-    m = shard_marker(out, shard.shard_id)
-    if not m.exists():
-        return False
-    try:
-        meta = json.loads(m.read_text())
-    except (OSError, ValueError):
-        return False
-    if meta.get("digest") != shard.digest:
-        return False
-    for name in ("faces", "images"):
-        path = out / name / f"{shard.shard_id}.parquet"
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return False
-        want = (meta.get("sizes") or {}).get(name)
-        if want is not None and size != want:  # truncated or replaced since commit: redo the shard
-            log.warning("shard %s: %s is %d bytes, %d at commit; redoing the shard", shard.shard_id, path, size, want)
-            return False
-    return True
-
-
-def _orphans(out: Path, keep: set[str]) -> list[str]:
-    """Committed shards that the current inputs do not contain."""
-    folder = out / SHARD_DIR
-    if not folder.exists():
-        return []
-    return sorted(f.name[: -len(".json")] for f in folder.iterdir()
-                  if f.name.endswith(".json") and not f.name.startswith(".") and f.name[: -len(".json")] not in keep)
-
-
-def _remove_uncommitted(out: Path) -> None:
-    """Rows of shards without a marker (a run killed between rename and commit) and staged leftovers."""
-    shutil.rmtree(out / STAGING, ignore_errors=True)
-    for name in ("faces", "images"):
-        folder = out / name
-        for f in folder.glob("*.parquet") if folder.exists() else []:
-            if not shard_marker(out, f.name[: -len(".parquet")]).exists():
-                f.unlink(missing_ok=True)
-    for sub in ("faces", "images", SHARD_DIR, ""):
-        for tmp in (out / sub).glob(".*.tmp") if (out / sub).exists() else []:
-            tmp.unlink(missing_ok=True)
-
-
-def _remove_orphans(out: Path, keep: set[str]) -> int:
-    removed = 0
-    for sub in ("faces", "images", SHARD_DIR):
-        folder = out / sub
-        if not folder.exists():
-            continue
-        for f in folder.iterdir():
-            sid = f.name.split(".")[0]
-            if not f.name.startswith(".") and sid not in keep:
-                f.unlink()
-                removed += 1
-    return removed
+    """Annotate one shard and commit it (faceproc.runstate.commit_shard: rows first, marker last)."""
+    return commit_shard(Path(out), shard, annotator.annotate(shard.files, shard.shard_id, run_id))
 
 
 # ------------------------------------------------------------------------------ executors

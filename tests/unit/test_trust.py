@@ -260,3 +260,10 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, fakes, monkeypatch
     monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", FakePredictor)
     annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=1), engine="local")
     assert len(pd.read_parquet(out / "images")) == 8
+
+
+def test_every_run_leaves_its_log_in_the_output(tmp_path, fakes):  # noqa: F811
+    make_tree(tmp_path / "in")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local")
+    text = (tmp_path / "out" / "faceproc.log").read_text()
+    assert "files in" in text and "shard" in text
