@@ -95,8 +95,10 @@ def annotate(inputs, output, model, config, batch_size, limit, previews, workers
 
 
 def _print_summary(rep: dict) -> None:
+    from .schema import READ_OK
+
     tp = rep["throughput"]
-    bad = {k: v for k, v in sorted(rep["status_counts"].items()) if k not in ("ok", "no_faces")}
+    bad = {k: v for k, v in sorted(rep["status_counts"].items()) if k not in READ_OK}
     counts = rep["status_counts"]
     click.echo(f"{rep['files']} files ({counts.get('ok', 0)} with faces, {counts.get('no_faces', 0)} without), "
                f"{rep['faces']} faces, {rep['failed_files']} files failed"

@@ -22,17 +22,8 @@ from .config import DecodeConfig
 Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a status instead of an exception
 
 # Image statuses of the `images` table (see schema.py).
-OK = "ok"
-NO_FACES = "no_faces"
-EMPTY = "empty_file"
-UNREADABLE = "unreadable"
-NOT_AN_IMAGE = "not_an_image"
-CORRUPT = "corrupt"
-TOO_LARGE = "too_large"
-TOO_SMALL = "too_small"
-SKIPPED_HIDDEN = "skipped_hidden"
-FAILED = "failed"  # an unexpected error in detection or prediction; the message says which
-STATUSES = (OK, NO_FACES, EMPTY, UNREADABLE, NOT_AN_IMAGE, CORRUPT, TOO_LARGE, TOO_SMALL, SKIPPED_HIDDEN, FAILED)
+from .schema import (CORRUPT, EMPTY, FAILED, NO_FACES, NOT_AN_IMAGE, OK, SKIPPED_HIDDEN,  # noqa: F401,E402
+                     STATUSES, TOO_LARGE, TOO_SMALL, UNREADABLE)
 
 _ROTATES = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import DecodeConfig
 from .decode import DecodeFailure, decode_file
-from .schema import read_table, source_path
+from .schema import OK, read_table, source_path
 
 PREVIEW_SIDE = 1280
 
@@ -37,7 +37,7 @@ def write_previews(out: str | Path, n: int, dec_cfg: DecodeConfig | None = None)
     out = Path(out)
     faces = read_table(out, "faces").to_pandas()
     images = read_table(out, "images").to_pandas()
-    ok = images[images["status"] == "ok"].sort_values(["n_faces", "image_path"], ascending=[False, True]).head(n)
+    ok = images[images["status"] == OK].sort_values(["n_faces", "image_path"], ascending=[False, True]).head(n)
     cfg = DecodeConfig(**{**(dec_cfg or DecodeConfig()).__dict__, "max_side": PREVIEW_SIDE})
     written = []
     for path, raw in zip(ok["image_path"], ok["image_path_bytes"]):

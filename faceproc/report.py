@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .schema import read_table, write_text_atomic
+from .schema import READ_OK, read_table, write_text_atomic
 
 MAX_ERRORS_JSON = 1000
 MAX_ERRORS_HTML = 200
@@ -23,7 +23,7 @@ def summarize(out: str | Path) -> dict[str, Any]:
     images = read_table(out, "images").to_pandas()
     manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
     counts = images["status"].value_counts().to_dict() if len(images) else {}
-    bad = images[~images["status"].isin(["ok", "no_faces"])] if len(images) else images
+    bad = images[~images["status"].isin(list(READ_OK))] if len(images) else images
     hist = manifest.get("history") or []
     last = hist[-1] if hist else {}
     seconds = last.get("seconds")
@@ -86,7 +86,7 @@ def _plots(faces, images) -> dict[str, str]:
     ax.legend()
     out["age"] = png(fig)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    n = images.loc[images["status"].isin(["ok", "no_faces"]), "n_faces"].astype(int)
+    n = images.loc[images["status"].isin(list(READ_OK)), "n_faces"].astype(int)
     ax.hist(n, bins=np.arange(0, max(int(n.max()) if len(n) else 1, 1) + 2) - 0.5, color="tab:green")
     ax.set(xlabel="faces per image", ylabel="images", title="Faces per readable image")
     out["faces_per_image"] = png(fig)

@@ -57,6 +57,20 @@ IMAGES = pa.schema(
 
 TABLES = {"faces": FACES, "images": IMAGES}
 
+# The one status vocabulary of `images.status` (decode, pipeline, report, previews and the crop cache use it).
+OK = "ok"
+NO_FACES = "no_faces"
+EMPTY = "empty_file"
+UNREADABLE = "unreadable"
+NOT_AN_IMAGE = "not_an_image"
+CORRUPT = "corrupt"
+TOO_LARGE = "too_large"
+TOO_SMALL = "too_small"
+SKIPPED_HIDDEN = "skipped_hidden"
+FAILED = "failed"  # an unexpected error in detection or prediction; the message says which
+STATUSES = (OK, NO_FACES, EMPTY, UNREADABLE, NOT_AN_IMAGE, CORRUPT, TOO_LARGE, TOO_SMALL, SKIPPED_HIDDEN, FAILED)
+READ_OK = (OK, NO_FACES)  # the file was read; every other status is a failure with a reason
+
 
 # Bumped whenever a column is added, removed or changes meaning; recorded in the manifest, so a rerun into
 # an output folder written under another version is refused instead of mixing shards of both.
@@ -97,7 +111,7 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
             if "status" in schema.names:
                 p = r.get("image_path")
                 fixed = path_fields(p) if isinstance(p, str) else {"image_path": repr(p), "image_path_bytes": None}
-                good.append({**fixed, "status": "failed", "error": f"row: {type(e).__name__}: {e}",
+                good.append({**fixed, "status": FAILED, "error": f"row: {type(e).__name__}: {e}",
                              "shard": r.get("shard"), "run_id": r.get("run_id")})
     return pa.Table.from_pylist(good, schema=schema)
 

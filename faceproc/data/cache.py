@@ -30,7 +30,7 @@ from ..crop import LEGACY_POLICY, crop_face
 # without detecting again): changing the default policy must not invalidate 25 minutes of detection.
 STORED_POLICY = LEGACY_POLICY
 from ..decode import DecodeFailure, decode_file
-from ..schema import write_text_atomic
+from ..schema import NO_FACES, write_text_atomic
 from .records import FaceRecord
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def build_cache(
             n = len(det)
             wh = (int(dec.rgb.shape[1]), int(dec.rgb.shape[0]))
             if n == 0:
-                status = "no_face"
+                status = NO_FACES
             else:
                 j = pick_face(det.boxes, det.scores, dec.rgb.shape[1], dec.rgb.shape[0])
                 crop = crop_face(dec.rgb, det.boxes[j], det.kps[j], policy=STORED_POLICY)
