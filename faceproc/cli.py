@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .config import Config
+from .model import VARIANTS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -140,7 +141,7 @@ def report(output, previews) -> None:
 
 
 @main.command()
-@click.option("--variant", type=click.Choice(["frozen", "unfrozen"]), default=None)
+@click.option("--variant", type=click.Choice(VARIANTS), default=None, help="Age/gender variant to train [default: the config's].")
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True), help="UTKFace folder (repeatable).")
 @click.option("--ffhq-labels", type=click.Path(exists=True, dir_okay=False), help="FFHQ-Aging ffhq_aging_labels.csv.")
 @click.option("--ffhq-images", type=click.Path(exists=True, file_okay=False), help="FFHQ images folder.")
@@ -244,7 +245,7 @@ def evaluate_photos(models, data, work, n_photos, seed, engine, config, no_crops
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--variant", type=click.Choice(["frozen", "unfrozen"]), required=True)
+@click.option("--variant", type=click.Choice(VARIANTS), required=True, help="Which shipped variant this model replaces.")
 @click.option("--to", "dest", type=click.Path(file_okay=False), default=None, help="Weights folder [default: the package's].")
 @click.option("--evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON written by `faceproc evaluate` to embed in the card (its entry for this model).")

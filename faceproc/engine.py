@@ -120,7 +120,9 @@ def _worker_config(cfg: Config, cpus: float) -> Config:
     c.detector.pack = resolve_detector_pack(c.detector)
     c.detector.model_file = absolute(resolve_detector_file(c.detector))
     c.model.weights_dir = absolute(c.model.weights_dir or os.environ.get("FACEPROC_WEIGHTS_DIR"))
-    if c.model.variant not in ("frozen", "unfrozen"):
+    from .model import VARIANTS
+
+    if c.model.variant not in VARIANTS:
         c.model.variant = absolute(c.model.variant)
     threads = max(1, int(cpus))
     c.detector.threads = c.detector.threads or threads

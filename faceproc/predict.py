@@ -14,14 +14,14 @@ import numpy as np
 
 from .config import ModelConfig, resolve_weights_dir
 from .crop import DEFAULT_POLICY, CropPolicy, policy_from_card
-from .model import VARIANTS, load_model, model_version, preprocess, read_card
+from .model import DEFAULT_VARIANT, REGISTRY, VARIANTS, load_model, model_version, preprocess, read_card
 
 log = logging.getLogger(__name__)
 
 
 def resolve_model_path(cfg: ModelConfig) -> Path:
     if cfg.variant in VARIANTS:
-        path = resolve_weights_dir(cfg) / f"{cfg.variant}.keras"
+        path = resolve_weights_dir(cfg) / REGISTRY[cfg.variant].default_weights
         if not path.exists():
             raise FileNotFoundError(
                 f"no trained `{cfg.variant}` weights at {path}. Train them (`faceproc train --variant {cfg.variant}`) "
@@ -76,7 +76,7 @@ class AgeGenderPredictor:
 
             import keras
 
-            variant = self.cfg.variant if self.cfg.variant in VARIANTS else "unfrozen"
+            variant = self.cfg.variant if self.cfg.variant in VARIANTS else DEFAULT_VARIANT
             keras.utils.set_random_seed(0)  # the same "random" model in every worker and every run
             self.model = build_model(variant, backbone_weights=None, compile=False)
             self.name, self.version, self.card = variant, "random-init", {}

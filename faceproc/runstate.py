@@ -97,11 +97,11 @@ def acquire_lock(out: Path) -> Path:
 
 def describe_model(cfg: Config) -> str:
     """variant@version without loading TensorFlow (reads the model card / hashes the file)."""
-    from .model import VARIANTS, model_version, read_card
+    from .model import DEFAULT_VARIANT, VARIANTS, model_version, read_card
     from .predict import resolve_model_path
 
     if cfg.model.random_init:
-        return f"{cfg.model.variant if cfg.model.variant in VARIANTS else 'unfrozen'}@random-init"
+        return f"{cfg.model.variant if cfg.model.variant in VARIANTS else DEFAULT_VARIANT}@random-init"
     path = resolve_model_path(cfg.model)
     card = read_card(path)
     return f"{card.get('variant') or path.stem}@{model_version(path, card)}"

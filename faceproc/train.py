@@ -28,7 +28,7 @@ import yaml
 
 from .config import resolve_backbone_weights
 from .crop import DEFAULT_POLICY, LEGACY_POLICY, parse_policy, policy_from_card
-from .model import preprocess
+from .model import get_variant, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -300,8 +300,9 @@ def fit_heads(variant, cfg: TrainConfig, ftr, ytr, fva, yva, epochs, out: Path, 
     inp = keras.Input((ftr.shape[1],), name="features")
     age, gender = build_head(inp, variant)
     head = keras.Model(inp, {"age": age, "gender": gender})
-    lr = cfg.learning_rate if variant == "frozen" else 1e-3  # the warm start may move faster than the fine-tune
-    compile_model(head, "frozen", age_loss=cfg.age_loss, learning_rate=lr, loss_weights=cfg.loss_weights)
+    # Training the shipped heads uses the variant's rate; a warm start of end-to-end training may move faster.
+    lr = cfg.learning_rate if get_variant(variant).training == "heads" else 1e-3
+    compile_model(head, variant, age_loss=cfg.age_loss, learning_rate=lr, loss_weights=cfg.loss_weights)
     # Start the age bias at the mean age: saves hundreds of epochs of walking up from 0 with MSE.
     head.get_layer("age").bias.assign(np.array([float(ytr["age"].mean())], np.float32))
     cbs = [
@@ -430,7 +431,8 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
     cache_dir = Path(data["cache"]).parent if data.get("cache") else out
     history: dict[str, Any] = {}
 
-    need_features = cfg.variant == "frozen" or (cfg.warm_start and not cfg.init_from)
+    variant = get_variant(cfg.variant)
+    need_features = variant.training == "heads" or (cfg.warm_start and not cfg.init_from)
     if need_features:
         ftr = _cached_features(cache_dir, "train", backbone, tr["crops"], False)
         fva = _cached_features(cache_dir, "val", backbone, va["crops"], False)
@@ -441,9 +443,9 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
             parts.append(_cached_features(cache_dir, f"train-aug{i}", backbone, augmented_copy(tr["crops"], cfg, i), False))
         ftr = np.concatenate(parts)
         ytr_h = {k: np.concatenate([v] * len(parts)) for k, v in ytr.items()}
-    if cfg.variant == "frozen":
-        head, history = fit_heads("frozen", cfg, ftr, ytr_h, fva, yva, cfg.epochs, out, "heads")
-        model = build_model("frozen", backbone, age_loss=cfg.age_loss, learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
+    if variant.training == "heads":
+        head, history = fit_heads(cfg.variant, cfg, ftr, ytr_h, fva, yva, cfg.epochs, out, "heads")
+        model = build_model(cfg.variant, backbone, age_loss=cfg.age_loss, learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
         copy_head_weights(head, model)
     else:
         ckpt = out / "checkpoint.keras"
@@ -457,14 +459,14 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
             log.info("resuming from %s at epoch %d", ckpt, initial_epoch)
         else:
             # With init_from every weight is overwritten: no need to fetch ImageNet weights first.
-            model = build_model("unfrozen", None if cfg.init_from else backbone, age_loss=cfg.age_loss,
+            model = build_model(cfg.variant, None if cfg.init_from else backbone, age_loss=cfg.age_loss,
                                 learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
             if cfg.init_from:
                 from .model import load_model
 
                 model.set_weights(load_model(cfg.init_from).get_weights())  # same architecture; fresh optimizer
             elif cfg.warm_start:
-                head, history["warm_start"] = fit_heads("unfrozen", cfg, ftr, ytr_h, fva, yva, cfg.warm_start_epochs, out, "warm_start")
+                head, history["warm_start"] = fit_heads(cfg.variant, cfg, ftr, ytr_h, fva, yva, cfg.warm_start_epochs, out, "warm_start")
                 copy_head_weights(head, model)
         if cfg.bn_momentum is not None:
             for layer in batchnorm_layers(model):
@@ -503,8 +505,7 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
     }
     card = {
         "variant": cfg.variant,
-        "architecture": "MobileNetV2(alpha=1.0, include_top=False) -> GAP" + (" -> BN" if cfg.variant == "unfrozen" else "")
-        + " -> Dropout(0.5) -> age Dense(1, linear), gender Dense(1, sigmoid)",
+        "architecture": variant.architecture,
         "crop_policy": data.get("crop_policy") or DEFAULT_POLICY.name,
         "crop_fill_in_training": cfg.crop_fill or "none (repeated border)",
         "backbone_source": _backbone_source(backbone),

@@ -14,4 +14,5 @@ for c in configs/ablation/frozen_policy_*.yaml; do
   [ -f "runs/$n/model.keras" ] || faceproc train --config "$c" -o "runs/$n" --cache "$CACHE"
   models+=("runs/$n/model.keras")
 done
-faceproc evaluate-photos "${models[@]}" --data "$DATA" --work runs/photo_eval --json runs/photo_eval/frozen_policies.json
+work="$(mkdir -p runs && cd runs && pwd -P)/photo_eval"  # physical path: the photo set is keyed by its folder
+faceproc evaluate-photos "${models[@]}" --data "$DATA" --work "$work" --json "$work/frozen_policies.json"
