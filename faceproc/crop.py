@@ -75,7 +75,7 @@ def parse_policy(name: str) -> CropPolicy:
 # The policy of models whose card predates policies in cards (every model before issue 9).
 LEGACY_POLICY = CropPolicy(0.9, CROP_SIZE)
 # The policy new models are trained under (chosen by the photo evaluation, README "crop policy").
-DEFAULT_POLICY = CropPolicy(1.0, CROP_SIZE)
+DEFAULT_POLICY = CropPolicy(1.3, CROP_SIZE, up=0.15)
 POLICY = DEFAULT_POLICY.name
 TEMPLATE_SCALE = DEFAULT_POLICY.scale
 
