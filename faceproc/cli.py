@@ -249,18 +249,30 @@ def evaluate_photos(models, data, work, n_photos, seed, engine, config, no_crops
 @click.option("--to", "dest", type=click.Path(file_okay=False), default=None, help="Weights folder [default: the package's].")
 @click.option("--evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON written by `faceproc evaluate` to embed in the card (its entry for this model).")
-def ship(model, variant, dest, evaluation) -> None:
+@click.option("--photo-evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON written by `faceproc evaluate-photos` to embed in the card (its entry for this model).")
+def ship(model, variant, dest, evaluation, photo_evaluation) -> None:
     """Copy a trained model and its card into the weights folder `annotate --model VARIANT` loads."""
-    from .model import publish
+    from .model import publish, read_card
 
-    extra = None
+    extra = {}
     if evaluation:
         results = json.loads(Path(evaluation).read_text())
         mine = [r for r in results.values() if Path(r["path"]).resolve() == Path(model).resolve()]
         if not mine:
             raise click.ClickException(f"{evaluation} has no results for {model}")
-        extra = {"evaluation": {k: v for k, v in mine[0].items() if k != "path"} | {"source": Path(evaluation).name}}
-    card = publish(model, variant, dest, extra)
+        extra["evaluation"] = {k: v for k, v in mine[0].items() if k != "path"} | {"source": Path(evaluation).name}
+    if photo_evaluation:
+        res = json.loads(Path(photo_evaluation).read_text())
+        version = read_card(model).get("version")
+        mine = [r for m, r in res["models"].items() if r.get("version") == version
+                or Path(m).resolve() == Path(model).resolve()]
+        if not mine:
+            raise click.ClickException(f"{photo_evaluation} has no results for {model} ({version})")
+        extra["photo_evaluation"] = {"photo_set": res["photo_set"], **{k: mine[0][k] for k in
+                                     ("photos", "crops", "gap") if k in mine[0]}, "source": Path(photo_evaluation).name,
+                                     "command": "faceproc evaluate-photos MODEL --data ../shared/data/utkface"}
+    card = publish(model, variant, dest, extra or None)
     click.echo(f"{card['file']} ({card['bytes'] / 1e6:.1f} MB, version {card['version']})")
 
 

@@ -1,5 +1,8 @@
 """Evaluation on the crop cache's fixed split: the reference results table plus per-band breakdowns.
 
+Predictions go through `faceproc.predict.AgeGenderPredictor`, the code annotate runs (mirror averaging,
+ages clipped to [0, 100], crops cut under the model card's policy), so the figures are what users get.
+
 Losses are recomputed here the reference way (MSE on age in years + binary cross-entropy on gender,
 model in inference mode), so models trained with other loss options stay comparable.
 """
@@ -15,23 +18,15 @@ import numpy as np
 from .data.split import AGE_BANDS, age_band
 
 
-def predict_arrays(model, crops: np.ndarray, flip: bool = False, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    from .model import preprocess
+def predictor_for(model, flip: bool = False, batch_size: int = 128):
+    """The predictor annotate uses (mirror averaging, age clipping, fixed-shape batches), so reported
+    metrics come from the path users run; `model` is a .keras path or an in-memory Keras model."""
+    from .config import ModelConfig
+    from .predict import AgeGenderPredictor
 
-    ages, probs = [], []
-    for i in range(0, len(crops), 1024):
-        x = crops[i : i + 1024]
-        out = model.predict(preprocess(x), batch_size=batch_size, verbose=0)
-        a, g = np.asarray(out["age"]).reshape(-1), np.asarray(out["gender"]).reshape(-1)
-        if flip:
-            o2 = model.predict(preprocess(x[:, :, ::-1]), batch_size=batch_size, verbose=0)
-            a = (a + np.asarray(o2["age"]).reshape(-1)) / 2
-            g = (g + np.asarray(o2["gender"]).reshape(-1)) / 2
-        ages.append(a)
-        probs.append(g)
-    if not ages:
-        return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    return np.concatenate(ages), np.concatenate(probs)
+    if isinstance(model, (str, Path)):
+        return AgeGenderPredictor(ModelConfig(variant=str(model), flip_tta=flip, batch_size=batch_size))
+    return AgeGenderPredictor(ModelConfig(flip_tta=flip, batch_size=batch_size), model=model)
 
 
 def metrics_from_predictions(age_pred, female_prob, age, gender) -> dict[str, Any]:
@@ -61,7 +56,11 @@ def metrics_from_predictions(age_pred, female_prob, age, gender) -> dict[str, An
 
 
 def evaluate_arrays(model, crops, age, gender, flip: bool = False) -> dict[str, Any]:
-    a, g = predict_arrays(model, crops, flip=flip)
+    """Metrics of a model (or a ready AgeGenderPredictor, whose own flip setting then holds) on crops."""
+    from .predict import AgeGenderPredictor
+
+    pred = model if isinstance(model, AgeGenderPredictor) else predictor_for(model, flip)
+    a, g = pred.predict(crops)
     return metrics_from_predictions(a, g, age, gender)
 
 
@@ -96,7 +95,7 @@ def evaluate_models(model_paths: list[str], cache: str, manifest: str, split: st
     """Evaluate .keras files on the manifest's split of the crop cache (and a train subset for train loss)."""
     from .crop import policy_from_card
     from .data.cache import load_crops
-    from .model import load_model, read_card
+    from .model import read_card
     from .data.split import read_manifest
 
     assignment, _ = read_manifest(manifest)
@@ -108,7 +107,7 @@ def evaluate_models(model_paths: list[str], cache: str, manifest: str, split: st
             by_policy[policy] = load_crops(cache, policy)
         data = by_policy[policy]
         which = np.array([assignment.get(k, "") for k in data["key"]])
-        model = load_model(p)
+        model = predictor_for(p, flip)
         name = Path(p).parent.name if Path(p).name == "model.keras" else Path(p).stem
         r: dict[str, Any] = {"path": str(p), "crop_policy": policy.name}
         for part in ([split, "train"] if split != "train" else ["train"]):
@@ -116,7 +115,7 @@ def evaluate_models(model_paths: list[str], cache: str, manifest: str, split: st
             if part == "train" and split != "train" and train_limit and len(idx) > train_limit:
                 idx = np.sort(np.random.default_rng(seed).choice(idx, train_limit, replace=False))
             key = "val" if part == split else "train"
-            r[key] = evaluate_arrays(model, data["crops"][idx], data["age"][idx], data["gender"][idx], flip=flip)
+            r[key] = evaluate_arrays(model, data["crops"][idx], data["age"][idx], data["gender"][idx])
         if split == "train":
             r["val"] = r["train"]
         results[name] = r

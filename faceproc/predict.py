@@ -68,10 +68,17 @@ def set_threads(n: int) -> None:
 class AgeGenderPredictor:
     """prepare once (load + trace), then predict(crops) -> (age years, female probability)."""
 
-    def __init__(self, cfg: ModelConfig | None = None):
+    def __init__(self, cfg: ModelConfig | None = None, model=None, policy: CropPolicy | None = None,
+                 name: str = "model", version: str = "in-memory"):
+        """From the config (a shipped variant or a .keras file with its card), or from an in-memory Keras
+        `model` (training's final evaluation): one predict path for annotate, evaluate and training."""
         self.cfg = cfg or ModelConfig()
         set_threads(self.cfg.threads)
-        if self.cfg.random_init:
+        if model is not None:
+            self.model, self.card = model, {}
+            self.policy = policy or DEFAULT_POLICY
+            self.name, self.version = name, version
+        elif self.cfg.random_init:
             from .model import build_model
 
             import keras

@@ -499,9 +499,16 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
 
     from .evaluate import evaluate_arrays
 
+    from .config import ModelConfig
+    from .predict import AgeGenderPredictor
+
+    def pred(flip):  # the predictor annotate runs, on the crops of this model's policy
+        return AgeGenderPredictor(ModelConfig(flip_tta=flip), model=model, policy=parse_policy(data.get("crop_policy")
+                                  or DEFAULT_POLICY.name))
+
     metrics = {
-        "val": evaluate_arrays(model, va["crops"], va["age"], va["gender"], flip=False),
-        "val_flip_tta": evaluate_arrays(model, va["crops"], va["age"], va["gender"], flip=True),
+        "val": evaluate_arrays(pred(False), va["crops"], va["age"], va["gender"]),
+        "val_flip_tta": evaluate_arrays(pred(True), va["crops"], va["age"], va["gender"]),
     }
     card = {
         "variant": cfg.variant,
