@@ -80,8 +80,11 @@ POLICY = DEFAULT_POLICY.name
 TEMPLATE_SCALE = DEFAULT_POLICY.scale
 
 
-def template(size: int = CROP_SIZE, scale: float = TEMPLATE_SCALE) -> np.ndarray:
-    return CropPolicy(scale, size).template()
+def template(size: int = CROP_SIZE, scale: float | None = None) -> np.ndarray:
+    """Keypoint targets of the default policy (or of a centred template at `scale`)."""
+    if scale is None and size == DEFAULT_POLICY.size:
+        return DEFAULT_POLICY.template()
+    return CropPolicy(DEFAULT_POLICY.scale if scale is None else scale, size).template()
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -35,25 +36,6 @@ class Detections:
     @staticmethod
     def empty() -> "Detections":
         return Detections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros(0, np.float32))
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy NMS, highest score first."""
-    x1, y1, x2, y2 = boxes.T
-    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        xx1 = np.maximum(x1[i], x1[order[1:]])
-        yy1 = np.maximum(y1[i], y1[order[1:]])
-        xx2 = np.minimum(x2[i], x2[order[1:]])
-        yy2 = np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(xx2 - xx1, 0) * np.maximum(yy2 - yy1, 0)
-        ovr = inter / np.maximum(areas[i] + areas[order[1:]] - inter, 1e-9)
-        order = order[1:][ovr <= iou]
-    return np.asarray(keep, dtype=np.int64)
 
 
 FULL_RES_BUCKETS = (1280, 1536, 2048)
@@ -175,30 +157,53 @@ class FaceDetector:
             return long, max(32, int(round(long / ratio / 32)) * 32)
         return max(32, int(round(long * ratio / 32)) * 32), long
 
-    def detect(self, rgb: np.ndarray) -> Detections:
+    def detect(self, rgb: np.ndarray, scale: float = 1.0) -> Detections:
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         h, w = bgr.shape[:2]
-        parts = [self._pass(bgr, self.cfg.sizes)]
+        sizes = list(self.cfg.sizes)
         full = self._full_res_size(h, w)
         if full is not None:
-            parts.append(self._pass(bgr, [full]))
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            return Detections.empty()
-        boxes = np.concatenate([p.boxes for p in parts])
-        kps = np.concatenate([p.kps for p in parts])
-        scores = np.concatenate([p.scores for p in parts])
-        keep = nms(boxes, scores, self.cfg.nms_threshold) if len(parts) > 1 else np.argsort(-scores, kind="stable")
-        boxes, kps, scores = boxes[keep], kps[keep], scores[keep]
-        # Clip to the image, then drop slivers.
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        ok = side >= 1.0
-        boxes, kps, scores = boxes[ok], kps[ok], scores[ok]
-        # Deterministic order for face_index: top to bottom, then left to right, in reading rows.
-        if self.cfg.max_faces and len(scores) > self.cfg.max_faces:
-            top = np.argsort(-scores, kind="stable")[: self.cfg.max_faces]
-            boxes, kps, scores = boxes[top], kps[top], scores[top]
-        order = np.lexsort((boxes[:, 0], np.round(boxes[:, 1] / 32)))
-        return Detections(boxes[order], kps[order], scores[order])
+            sizes.append(full)
+        # insightface's SCRFD runs every input size and merges them with its own NMS (at nms_threshold).
+        det = self._pass(bgr, sizes)
+        return finish(det, w, h, self.cfg, scale)
+
+
+def finish(det: Detections, w: int, h: int, cfg: DetectorConfig, scale: float = 1.0) -> Detections:
+    """The one place for box post-processing, whatever the detector: clip to the image, drop boxes below
+    min_face (original pixels: `scale` is given pixels per original pixel), keep the max_faces best, and
+    order in reading order (top to bottom in rows, then left to right) for a deterministic face_index."""
+    if not len(det):
+        return Detections.empty()
+    boxes, kps, scores = det.boxes.copy(), det.kps, det.scores
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    ok = (side >= 1.0) & (side / scale >= cfg.min_face)
+    boxes, kps, scores = boxes[ok], kps[ok], scores[ok]
+    if cfg.max_faces and len(scores) > cfg.max_faces:
+        top = np.argsort(-scores, kind="stable")[: cfg.max_faces]
+        boxes, kps, scores = boxes[top], kps[top], scores[top]
+    order = np.lexsort((boxes[:, 0], np.round(boxes[:, 1] / 32)))
+    return Detections(boxes[order], kps[order], scores[order])
+
+
+class Detector(Protocol):
+    """What the pipeline needs from a face detector: boxes, 5 keypoints and scores in the pixels of the
+    image it was given, post-processed by `finish`."""
+
+    def detect(self, rgb: np.ndarray, scale: float = 1.0) -> Detections: ...
+
+
+# Detector kinds (DetectorConfig.kind) -> class; a new detector is one class here and one entry.
+DETECTORS: dict[str, type] = {"scrfd": FaceDetector}
+
+
+def make_detector(cfg: DetectorConfig | None = None) -> Detector:
+    """The one construction site of detectors (pipeline workers and the training crop cache)."""
+    cfg = cfg or DetectorConfig()
+    try:
+        cls = DETECTORS[cfg.kind]
+    except KeyError:
+        raise ValueError(f"unknown detector kind {cfg.kind!r} (known: {', '.join(DETECTORS)})") from None
+    return cls(cfg)

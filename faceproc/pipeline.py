@@ -49,9 +49,9 @@ class Annotator:
     def __init__(self, cfg: Config | None = None, detector=None, predictor=None):
         self.cfg = cfg or Config()
         if detector is None:
-            from .detect import FaceDetector
+            from .detect import make_detector
 
-            detector = FaceDetector(self.cfg.detector)
+            detector = make_detector(self.cfg.detector)
         if predictor is None:
             from .predict import AgeGenderPredictor
 
@@ -83,13 +83,10 @@ class Annotator:
             return _Pending(row, [], None, time.perf_counter() - t0)
         row.update(width=dec.width, height=dec.height)
         try:
-            det = self.detector.detect(dec.rgb)
-            inv = 1.0 / dec.scale
-            boxes, kps = det.boxes * inv, det.kps * inv
-            side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-            keep = side >= self.cfg.detector.min_face
-            crops = crop_faces(dec.rgb, det.boxes[keep], det.kps[keep], policy=self.policy)
-            boxes, kps, scores = boxes[keep], kps[keep], det.scores[keep]
+            det = self.detector.detect(dec.rgb, scale=dec.scale)  # post-processed in detect.finish
+            crops = crop_faces(dec.rgb, det.boxes, det.kps, policy=self.policy)
+            inv = 1.0 / dec.scale  # decoded -> original pixels
+            boxes, kps, scores = det.boxes * inv, det.kps * inv, det.scores
         except Exception as e:
             log.warning("detection failed on %s: %s", entry.path, traceback.format_exc(limit=3))
             row.update(status=D.FAILED, error=f"detection: {type(e).__name__}: {e}")

@@ -67,7 +67,8 @@ def pick_face(boxes: np.ndarray, scores: np.ndarray, width: int, height: int) ->
 
 def cache_fingerprint(records: list[FaceRecord], det_cfg: DetectorConfig, dec_cfg: DecodeConfig) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"policy": STORED_POLICY.name, "det": det_cfg.__dict__, "dec": dec_cfg.__dict__}, sort_keys=True, default=str).encode())
+    det = {k: v for k, v in det_cfg.__dict__.items() if not (k == "kind" and v == "scrfd")}  # caches before kinds
+    h.update(json.dumps({"policy": STORED_POLICY.name, "det": det, "dec": dec_cfg.__dict__}, sort_keys=True, default=str).encode())
     for r in sorted(records, key=lambda r: r.key):
         h.update(f"{r.key}|{r.age}|{r.gender}\n".encode())
     return h.hexdigest()[:16]
@@ -91,9 +92,9 @@ def build_cache(
         if meta.get("fingerprint") == fp:
             log.info("reusing crop cache %s", out_path)
             return meta
-    from ..detect import FaceDetector
+    from ..detect import make_detector
 
-    detector = FaceDetector(det_cfg)
+    detector = make_detector(det_cfg)
     cols: dict[str, list] = {name: [] for name in CACHE_SCHEMA.names}
     counts: dict[str, int] = {}
     t0 = time.time()
@@ -245,7 +246,7 @@ def load_crops(path: str | os.PathLike, policy=None, fill: str | None = None, ke
     filled only from training images), or now and then a smooth colour field: a face in a photo has
     real surroundings. Without a policy, or with the cache's own policy and no fill, the stored crops
     are returned (a packed cache has no source images)."""
-    from ..crop import crop_face, crop_face_filled, parse_policy
+    from ..crop import crop_face, crop_face_filled
 
     meta_path = Path(path).with_suffix(".json")
     from ..crop import LEGACY_POLICY

@@ -2,7 +2,7 @@ import numpy as np
 
 from faceproc.crop import CROP_SIZE, crop_face, similarity_transform, template
 from faceproc.config import DetectorConfig
-from faceproc.detect import FaceDetector, nms
+from faceproc.detect import Detections, FaceDetector, finish
 
 
 def test_similarity_recovers_known_transform(rng):
@@ -28,10 +28,18 @@ def test_crop_puts_keypoints_on_the_template():
         assert crop[int(round(y)), int(round(x))].max() > 100
 
 
-def test_nms():
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
-    keep = nms(boxes, np.array([0.9, 0.8, 0.7], np.float32), 0.4)
-    assert keep.tolist() == [0, 2]
+def test_finish_is_the_one_post_processing():
+    boxes = np.array([[-5, 60, 30, 90], [40, 0, 80, 45], [0, 0, 5, 5], [100, 2, 190, 60]], np.float32)
+    kps = np.zeros((4, 5, 2), np.float32)
+    det = Detections(boxes, kps, np.array([0.9, 0.8, 0.95, 0.6], np.float32))
+    cfg = DetectorConfig(min_face=10)
+    out = finish(det, 150, 100, cfg)
+    assert out.boxes[:, 0].min() >= 0 and out.boxes[:, 2].max() <= 150  # clipped to the image
+    assert len(out) == 3 and 0.95 not in out.scores  # the 5 px box is below min_face
+    np.testing.assert_allclose(out.scores, [0.8, 0.6, 0.9])  # reading order: top row left to right, then the next row
+    # min_face is in original pixels: on an image decoded at half size a 6 px box is a 12 px face
+    assert len(finish(det, 150, 100, DetectorConfig(min_face=10), scale=0.5)) == 4
+    np.testing.assert_allclose(finish(det, 150, 100, DetectorConfig(min_face=0, max_faces=2)).scores, [0.95, 0.9])
 
 
 def test_full_resolution_canvases_are_few_and_fit():

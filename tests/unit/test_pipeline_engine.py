@@ -20,7 +20,7 @@ class FakeDetector:
     def __init__(self, cfg=None):
         pass
 
-    def detect(self, rgb):
+    def detect(self, rgb, scale=1.0):
         h, w = rgb.shape[:2]
         if rgb[0, 0].min() < 250:
             return Detections.empty()
@@ -44,7 +44,7 @@ class FakePredictor:
 
 @pytest.fixture
 def fakes(monkeypatch):
-    monkeypatch.setattr(faceproc.detect, "FaceDetector", FakeDetector)
+    monkeypatch.setattr(faceproc.detect, "make_detector", lambda cfg=None: FakeDetector(cfg))
     monkeypatch.setattr(faceproc.detect, "ensure_detector_file", lambda cfg: "fake-detector.onnx")
     monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", FakePredictor)
     FakePredictor.calls.clear()
