@@ -23,6 +23,12 @@ ENV_BACKBONE_WEIGHTS = "FACEPROC_BACKBONE_WEIGHTS"
 ENV_WEIGHTS_DIR = "FACEPROC_WEIGHTS_DIR"
 
 
+# Marks a setting that does not change any output row (threads, batch sizes, worker counts, where files
+# lie): a rerun may change it freely. Every other setting enters the output's fingerprint
+# (`row_settings`), and a rerun with another value is refused without --force.
+SAME_ROWS = {"rows": False}
+
+
 @dataclass
 class DecodeConfig:
     # Files above this many pixels are refused (decompression-bomb guard) before any pixel is decoded.
@@ -38,8 +44,9 @@ class DecodeConfig:
 class DetectorConfig:
     kind: str = "scrfd"  # faceproc.detect.DETECTORS
     pack: str | None = None  # InsightFace pack; None -> $FACEPROC_DETECTOR_PACK -> buffalo_m (SCRFD-2.5GF)
-    root: str | None = None  # pack root; None -> $FACEPROC_INSIGHTFACE_ROOT -> ~/.insightface (download)
-    model_file: str | None = None  # explicit SCRFD .onnx, bypasses pack lookup
+    # Where the model file lies does not change rows (the pack and its file do, through the model label).
+    root: str | None = field(default=None, metadata=SAME_ROWS)  # None -> $FACEPROC_INSIGHTFACE_ROOT -> ~/.insightface
+    model_file: str | None = field(default=None, metadata=SAME_ROWS)  # explicit SCRFD .onnx, bypasses pack lookup
     # Whole-image passes merged by NMS: small sizes find faces that fill the frame, 640 normal photos.
     sizes: list[int] = field(default_factory=lambda: [160, 640])
     # One more pass at about the decoded resolution for big photos, so small faces are not lost when
@@ -50,19 +57,20 @@ class DetectorConfig:
     nms_threshold: float = 0.4
     min_face: float = 8.0  # drop boxes smaller than this (original pixels, shorter side)
     max_faces: int = 0  # 0 = keep all
-    threads: int = 0  # onnxruntime intra-op threads; 0 = onnxruntime default
+    threads: int = field(default=0, metadata=SAME_ROWS)  # onnxruntime intra-op threads; 0 = onnxruntime default
 
 
 @dataclass
 class ModelConfig:
     # `frozen`, `unfrozen` (shipped weights) or a path to a .keras file with a model card beside it.
-    variant: str = "unfrozen"
-    weights_dir: str | None = None  # None -> $FACEPROC_WEIGHTS_DIR -> faceproc/weights
-    batch_size: int = 64
+    # (the model's identity enters the fingerprint as its label, variant@version)
+    variant: str = field(default="unfrozen", metadata=SAME_ROWS)
+    weights_dir: str | None = field(default=None, metadata=SAME_ROWS)  # None -> $FACEPROC_WEIGHTS_DIR -> faceproc/weights
+    batch_size: int = field(default=64, metadata=SAME_ROWS)
     flip_tta: bool = True  # average predictions over the crop and its mirror image
     min_age: float = 0.0
     max_age: float = 100.0
-    threads: int = 0  # TensorFlow intra-op threads; 0 = TF default
+    threads: int = field(default=0, metadata=SAME_ROWS)  # TensorFlow intra-op threads; 0 = TF default
     # Random weights instead of trained ones: only for tests and benchmarks before weights exist.
     random_init: bool = False
 
@@ -70,13 +78,15 @@ class ModelConfig:
 @dataclass
 class RunConfig:
     shard_size: int = 256  # files per shard (large directories are split into chunks of this size)
-    workers: int = 0  # Ray worker actors; 0 = one per CPU of the cluster
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float | None = None  # None = auto: share the GPUs of the cluster when present
-    max_in_flight: int = 2  # shards queued per worker (back-pressure)
-    ray_address: str | None = None  # None = start/attach a local Ray; "auto" = existing cluster
-    max_task_retries: int = 3
-    previews: int = 0
+    workers: int = field(default=0, metadata=SAME_ROWS)  # Ray worker actors; 0 = one per CPU of the cluster
+    cpus_per_worker: float = field(default=1.0, metadata=SAME_ROWS)
+    # None = auto: share the GPUs of the cluster when present
+    gpus_per_worker: float | None = field(default=None, metadata=SAME_ROWS)
+    max_in_flight: int = field(default=2, metadata=SAME_ROWS)  # shards queued per worker (back-pressure)
+    # None = an embedded local Ray for the run; "auto" or host:port = an existing cluster
+    ray_address: str | None = field(default=None, metadata=SAME_ROWS)
+    max_task_retries: int = field(default=3, metadata=SAME_ROWS)
+    previews: int = field(default=0, metadata=SAME_ROWS)
 
 
 @dataclass
@@ -166,6 +176,15 @@ _RULES: dict[str, tuple[Any, str]] = {
     "run.max_task_retries": (lambda v: v >= 0, "must be >= 0"),
     "run.previews": (lambda v: v >= 0, "must be >= 0"),
 }
+
+
+def row_settings(cfg: "Config") -> dict[str, dict[str, Any]]:
+    """The settings that change rows, by section (fields not marked SAME_ROWS)."""
+    out = {}
+    for section in _SECTIONS:
+        obj = getattr(cfg, section)
+        out[section] = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.metadata.get("rows", True)}
+    return out
 
 
 def _validate(cfg: "Config") -> list[str]:

@@ -108,12 +108,18 @@ def describe_model(cfg: Config) -> str:
 
 
 def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
-    """The settings that change the rows. Batch sizes, threads and worker counts do not."""
-    d = cfg.to_dict()
-    model = {k: v for k, v in d["model"].items() if k not in ("batch_size", "threads", "weights_dir", "variant")}
-    det = {k: v for k, v in d["detector"].items() if k not in ("threads", "root", "model_file")}
-    return {"decode": d["decode"], "detector": det, "model": model, "model_label": model_label,
-            "shard_size": d["run"]["shard_size"], "schema_version": SCHEMA_VERSION}
+    """The settings that change the rows (config fields not marked SAME_ROWS), the model's identity and the
+    row contract's version."""
+    from .config import row_settings
+
+    rows = row_settings(cfg)
+    det_file = cfg.detector.model_file  # resolved by preflight: which SCRFD file, whatever pointed at it
+    try:
+        det_label = f"{os.path.basename(det_file)}:{os.path.getsize(det_file)}" if det_file else None
+    except OSError:
+        det_label = os.path.basename(det_file)
+    return {"decode": rows["decode"], "detector": rows["detector"], "detector_file": det_label, "model": rows["model"],
+            "model_label": model_label, "shard_size": rows["run"]["shard_size"], "schema_version": SCHEMA_VERSION}
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
