@@ -77,7 +77,9 @@ class ModelConfig:
 
 @dataclass
 class RunConfig:
-    shard_size: int = 256  # files per shard (large directories are split into chunks of this size)
+    # At most this many files per shard (fewer when that spreads the work over every worker); committed
+    # shards are never re-cut, so it may change between runs.
+    shard_size: int = field(default=256, metadata=SAME_ROWS)
     workers: int = field(default=0, metadata=SAME_ROWS)  # Ray worker actors; 0 = one per CPU of the cluster
     cpus_per_worker: float = field(default=1.0, metadata=SAME_ROWS)
     # None = auto: share the GPUs of the cluster when present

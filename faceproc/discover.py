@@ -1,14 +1,21 @@
-"""Input folders -> a deterministic list of image files, cut into shards.
+"""Input folders -> a deterministic list of image files; the files still to do -> shards.
 
-Order is sorted by path at every level, so the same archive always gives the same shards. Symlinked
-folders are followed once (a cycle is cut at the first repeat). Files with an image extension under a
-hidden name (or hidden folder) are kept as entries flagged `hidden`, so they get a `skipped_hidden`
-row instead of vanishing; files without an image extension are counted, not listed.
+Order is sorted by path at every level. Symlinked folders are followed once (a cycle is cut at the
+first repeat). Files with an image extension under a hidden name (or hidden folder) are kept as entries
+flagged `hidden`, so they get a `skipped_hidden` row instead of vanishing; files without an image
+extension are counted, not listed.
+
+Shards are cut from the files that no committed shard holds yet, in sorted order across folders, into
+`parts` nearly equal pieces of at most `shard_size` files, and named by a hash of their file list. So
+one big folder spreads over every worker, a thousand small folders do not make a thousand tiny files,
+adding N photos to a processed archive makes about N photos of work, and the worker count can change
+between runs without redoing anything (committed shards are never re-cut).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -38,11 +45,12 @@ class Shard:
 
 @dataclass
 class Discovery:
-    shards: list[Shard]
-    n_files: int = 0
+    shards: list[Shard]  # the work still to do (see plan_shards)
+    n_files: int = 0  # every discovered file
     n_ignored: int = 0  # files without an image extension
     cycles: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # output folders found inside the inputs
+    files: list[FileEntry] = field(default_factory=list)  # every discovered file, sorted, each once
 
 
 def _is_image_name(name: str) -> bool:
@@ -113,17 +121,50 @@ def check_inputs(inputs: list[str]) -> list[str]:
     return [os.path.abspath(p) for p in inputs]
 
 
-def plan_shards(inputs: list[str], shard_size: int = 256, exclude: list[str] | tuple = ()) -> Discovery:
-    """Shards by directory; a directory with more than shard_size images is split into chunks."""
-    shard_size = max(1, int(shard_size))
+def discover(inputs: list[str], exclude: list[str] | tuple = ()) -> Discovery:
+    """Every image file under the inputs, sorted, each once (overlapping inputs), without shards."""
     disc = Discovery(shards=[])
-    seen_files: set[str] = set()
+    seen: set[str] = set()
     for root in check_inputs(inputs):
-        for d, files in walk_images(root, disc, exclude):
-            files = [f for f in files if f.path not in seen_files]  # overlapping inputs
-            seen_files.update(f.path for f in files)
-            dir_hash = hashlib.sha1(d.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-            for i in range(0, len(files), shard_size):
-                disc.shards.append(Shard(f"{dir_hash}-{i // shard_size:05d}", d, files[i : i + shard_size]))
-                disc.n_files += len(files[i : i + shard_size])
+        for _d, files in walk_images(root, disc, exclude):
+            for f in files:
+                if f.path not in seen:
+                    seen.add(f.path)
+                    disc.files.append(f)
+    disc.n_files = len(disc.files)
+    return disc
+
+
+# Below this many files a shard costs more in per-shard overhead (a Parquet file pair, a marker, a task) than
+# spreading it further gains; a nightly run's few new photos make one small shard, not one per worker.
+MIN_SHARD = 16
+
+
+def cut_shards(files: list[FileEntry], shard_size: int = 256, parts: int = 1) -> list[Shard]:
+    """Consecutive files (sorted order, across folders) in `parts` nearly equal shards of at most
+    `shard_size` (and, where there are enough files, at least MIN_SHARD) files, each named by a hash of
+    its file list."""
+    n = len(files)
+    if not n:
+        return []
+    size = max(1, min(int(shard_size), max(MIN_SHARD, math.ceil(n / max(1, int(parts))))))
+    n_shards = math.ceil(n / size)
+    size = math.ceil(n / n_shards)  # even out the last shard
+    shards = []
+    for i in range(0, n, size):
+        chunk = files[i : i + size]
+        h = hashlib.sha1()
+        for f in chunk:
+            h.update(f.path.encode("utf-8", "surrogateescape") + b"\0")
+        dirs = {os.path.dirname(f.path) for f in chunk}
+        directory = dirs.pop() if len(dirs) == 1 else os.path.commonpath(sorted(dirs | {os.path.dirname(chunk[0].path)}))
+        shards.append(Shard(h.hexdigest()[:16], directory, chunk))
+    return shards
+
+
+def plan_shards(inputs: list[str], shard_size: int = 256, exclude: list[str] | tuple = (),
+                done: set[str] | frozenset = frozenset(), parts: int = 1) -> Discovery:
+    """Discover the inputs and cut the files not in `done` (already committed) into shards."""
+    disc = discover(inputs, exclude)
+    disc.shards = cut_shards([f for f in disc.files if f.path not in done], max(1, int(shard_size)), parts)
     return disc

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import Config
-from .discover import Discovery, Shard, plan_shards
+from .discover import Discovery, Shard, cut_shards, discover
 from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401
-                       OutputNotWritable, RunConfigMismatch, _diff, _is_disk_full, _orphans, _remove_orphans,
-                       _remove_uncommitted, acquire_lock, check_output, commit_shard, describe_model,
-                       result_fingerprint, shard_is_done, shard_marker)
+                       OutputNotWritable, RunConfigMismatch, _diff, _is_disk_full, _remove_uncommitted, acquire_lock,
+                       check_output, commit_shard, committed_shards, describe_model, remove_shard, result_fingerprint,
+                       shard_marker)
 from .schema import write_text_atomic
 
 log = logging.getLogger("faceproc")
@@ -199,6 +199,13 @@ def _make_worker_class(ray):
     return ShardWorker
 
 
+def _ray_workers(cfg: Config) -> int:
+    """How many worker actors the cluster takes (starts or attaches to Ray)."""
+    ray = _init_ray(cfg)
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    return max(1, cfg.run.workers or int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
+
+
 def _run_ray(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: Callable) -> list[dict]:
     ray = _init_ray(cfg)
     res = ray.cluster_resources()
@@ -270,7 +277,7 @@ def annotate(
     cfg = cfg or Config()
     out = Path(out).absolute()
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
-    disc = plan_shards(inputs, cfg.run.shard_size, exclude=[str(out)])  # raises on a missing input, before any work
+    disc = discover(inputs, exclude=[str(out)])  # raises on a missing input, before any work
     cfg = Config.from_dict(cfg.to_dict())  # preflight fills in resolved paths: the caller's config stays as given
     preflight(cfg)  # every model found (or fetched once) before anything is written
     check_output(out)
@@ -322,33 +329,39 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
             shutil.rmtree(out / sub, ignore_errors=True)
         old = None
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
-    keep = {s.shard_id for s in disc.shards}
-    gone = _orphans(out, keep)
+    done = committed_shards(out)
+    current = {f.path for f in disc.files}
+    gone = sorted(sid for sid, m in done.items() if any(p not in current for p in m["paths"]))
     if gone and not force:
         # Fewer inputs than the committed rows cover (--limit, a folder left out or deleted): never drop rows silently.
-        dirs = sorted({(old or {}).get("shards", {}).get(g, {}).get("dir", g) for g in gone})
+        dirs = sorted({done[g].get("dir", g) for g in gone})
         raise RunConfigMismatch(
             f"{out} holds finished rows of {len(gone)} shard(s) that these inputs do not cover "
             f"({', '.join(dirs[:3])}{' ...' if len(dirs) > 3 else ''}). Rerun with the same inputs (and no smaller "
             f"--limit) to keep them, or --force to remove those rows.")
+    for sid in gone:  # --force: their rows go; files of theirs still among the inputs are done again
+        remove_shard(out, sid)
+        del done[sid]
+    if gone:
+        log.info("removed the rows of %d shards that are no longer part of the inputs (--force)", len(gone))
     _remove_uncommitted(out)
-    orphans = _remove_orphans(out, keep)
-    if orphans:
-        log.info("removed %d files of shards that are no longer part of the inputs (--force)", orphans)
-    todo = [s for s in disc.shards if not shard_is_done(out, s)]
+    done_paths = {p for m in done.values() for p in m["paths"]}
+    todo_files = [f for f in disc.files if f.path not in done_paths]
+    # Every worker gets work whatever the folder layout: about two shards per worker, at most shard_size files.
+    parts = _ray_workers(cfg) * 2 if engine == "ray" and todo_files else 1
+    todo = cut_shards(todo_files, cfg.run.shard_size, parts)
+    shards = {sid: {"dir": m.get("dir"), "files": m.get("files", len(m["paths"])), "state": "done",
+                    "faces": m.get("faces")} for sid, m in done.items()}
+    shards.update({sh.shard_id: {"dir": sh.directory, "files": len(sh.files), "state": "pending"} for sh in todo})
     manifest = {
         "run_id": run_id, "inputs": [os.path.abspath(p) for p in inputs], "fingerprint": fp, "config": cfg.to_dict(),
         "model": model_label, "state": "running", "started": time.time(), "engine": engine,
         "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles,
-        "shards": {s.shard_id: {"dir": s.directory, "files": len(s.files), "state": "pending"} for s in disc.shards},
-        "history": (old or {}).get("history", []),
+        "shards": shards, "history": (old or {}).get("history", []),
     }
-    todo_ids = {s.shard_id for s in todo}
-    for sid in keep - todo_ids:
-        manifest["shards"][sid]["state"] = "done"
     write_text_atomic(json.dumps(manifest, indent=1), mpath)
-    log.info("%d files in %d shards (%d already done), model %s, run %s", disc.n_files, len(disc.shards),
-             len(disc.shards) - len(todo), model_label, run_id)
+    log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s", disc.n_files,
+             len(done_paths), len(done), len(todo_files), len(todo), model_label, run_id)
 
     t0 = time.time()
     done_files = [0]
@@ -360,7 +373,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
 
         # On a terminal: the bar, warnings and the summary; every INFO line goes to OUT/faceproc.log only,
         # so no log line is glued onto the bar.
-        click.echo(f"{disc.n_files} files, {len(todo)} shards to do ({len(disc.shards) - len(todo)} already done); "
+        click.echo(f"{disc.n_files} files, {len(todo_files)} to do in {len(todo)} shards ({len(done_paths)} already done); "
                    f"starting workers (loading the models takes a few seconds) ...", err=True)
         quiet = _ConsoleAtLeast(logging.WARNING)
         bar = click.progressbar(length=sum(len(s.files) for s in todo), label="annotating", file=sys.stderr)
@@ -376,7 +389,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
         else:
             n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
             log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
-                     summary["files"], summary["faces"], n_done, len(disc.shards), rate)
+                     summary["files"], summary["faces"], n_done, len(shards), rate)
         if time.time() - last_write[0] > 5:
             write_text_atomic(json.dumps(manifest, indent=1), mpath)
             last_write[0] = time.time()
@@ -396,7 +409,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
         manifest.update(state="interrupted", finished=time.time())
         _remove_uncommitted(out)
         write_text_atomic(json.dumps(manifest, indent=1), mpath)
-        raise Interrupted(f"stopped: {n_done} of {len(disc.shards)} shards are finished and kept; run the same "
+        raise Interrupted(f"stopped: {n_done} of {len(shards)} shards are finished and kept; run the same "
                           f"command again to finish the rest.") from None
     finally:
         if bar is not None:
@@ -424,11 +437,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
 
 
 def _limit(disc: Discovery, limit: int) -> Discovery:
-    shards, n = [], 0
-    for s in disc.shards:
-        if n >= limit:
-            break
-        files = s.files[: limit - n]
-        shards.append(Shard(s.shard_id, s.directory, files))
-        n += len(files)
-    return Discovery(shards, n, disc.n_ignored, disc.cycles)
+    """The first `limit` files in discovery order."""
+    disc.files = disc.files[: max(0, int(limit))]
+    disc.n_files = len(disc.files)
+    return disc

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .discover import Shard
 from .schema import SCHEMA_VERSION, write_atomic, write_text_atomic
 
 log = logging.getLogger("faceproc")
@@ -119,7 +118,7 @@ def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
     except OSError:
         det_label = os.path.basename(det_file)
     return {"decode": rows["decode"], "detector": rows["detector"], "detector_file": det_label, "model": rows["model"],
-            "model_label": model_label, "shard_size": rows["run"]["shard_size"], "schema_version": SCHEMA_VERSION}
+            "model_label": model_label, "schema_version": SCHEMA_VERSION}
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -162,6 +161,7 @@ def commit_shard(out: Path, shard, res) -> dict[str, Any]:
             (out / name).mkdir(parents=True, exist_ok=True)
             os.replace(path, out / name / f"{shard.shard_id}.parquet")
         summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
+                   "dir": shard.directory, "paths": [f.path for f in shard.files],
                    "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
                    "pid": os.getpid(), "finished": time.time()}
         write_text_atomic(json.dumps(summary), shard_marker(out, shard.shard_id))
@@ -174,36 +174,46 @@ def commit_shard(out: Path, shard, res) -> dict[str, Any]:
     return summary
 
 
-def shard_is_done(out: Path, shard: Shard) -> bool:
-    m = shard_marker(out, shard.shard_id)
-    if not m.exists():
-        return False
-    try:
-        meta = json.loads(m.read_text())
-    except (OSError, ValueError):
-        return False
-    if meta.get("digest") != shard.digest:
-        return False
+def _files_intact(out: Path, shard_id: str, meta: dict) -> bool:
     for name in ("faces", "images"):
-        path = out / name / f"{shard.shard_id}.parquet"
+        path = out / name / f"{shard_id}.parquet"
         try:
             size = path.stat().st_size
         except OSError:
             return False
         want = (meta.get("sizes") or {}).get(name)
-        if want is not None and size != want:  # truncated or replaced since commit: redo the shard
-            log.warning("shard %s: %s is %d bytes, %d at commit; redoing the shard", shard.shard_id, path, size, want)
+        if want is not None and size != want:  # truncated or replaced since commit
+            log.warning("shard %s: %s is %d bytes, %d at commit; its photos are done again", shard_id, path, size, want)
             return False
     return True
 
 
-def _orphans(out: Path, keep: set[str]) -> list[str]:
-    """Committed shards that the current inputs do not contain."""
+def remove_shard(out: Path, shard_id: str) -> None:
+    """Marker first: from then on the shard is uncommitted, whatever happens to its files."""
+    shard_marker(out, shard_id).unlink(missing_ok=True)
+    for name in ("faces", "images"):
+        (out / name / f"{shard_id}.parquet").unlink(missing_ok=True)
+
+
+def committed_shards(out: Path) -> dict[str, dict]:
+    """shard id -> marker of every committed shard whose files are intact. A broken one (unreadable marker,
+    no file list, a missing or truncated file) is removed with its rows, so its photos are done again."""
     folder = out / SHARD_DIR
-    if not folder.exists():
-        return []
-    return sorted(f.name[: -len(".json")] for f in folder.iterdir()
-                  if f.name.endswith(".json") and not f.name.startswith(".") and f.name[: -len(".json")] not in keep)
+    found = {}
+    for m in sorted(folder.glob("*.json")) if folder.exists() else []:
+        if m.name.startswith("."):
+            continue
+        sid = m.name[: -len(".json")]
+        try:
+            meta = json.loads(m.read_text())
+        except (OSError, ValueError):
+            meta = None
+        if isinstance(meta, dict) and isinstance(meta.get("paths"), list) and _files_intact(out, sid, meta):
+            found[sid] = meta
+        else:
+            log.warning("shard %s is not intact: removed, its photos will be done again", sid)
+            remove_shard(out, sid)
+    return found
 
 
 def _remove_uncommitted(out: Path) -> None:
@@ -217,17 +227,3 @@ def _remove_uncommitted(out: Path) -> None:
     for sub in ("faces", "images", SHARD_DIR, ""):
         for tmp in (out / sub).glob(".*.tmp") if (out / sub).exists() else []:
             tmp.unlink(missing_ok=True)
-
-
-def _remove_orphans(out: Path, keep: set[str]) -> int:
-    removed = 0
-    for sub in ("faces", "images", SHARD_DIR):
-        folder = out / sub
-        if not folder.exists():
-            continue
-        for f in folder.iterdir():
-            sid = f.name.split(".")[0]
-            if not f.name.startswith(".") and sid not in keep:
-                f.unlink()
-                removed += 1
-    return removed

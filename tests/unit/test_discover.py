@@ -1,6 +1,6 @@
 import os
 
-from faceproc.discover import plan_shards
+from faceproc.discover import FileEntry, cut_shards, plan_shards
 
 
 def touch(p, data=b"x"):
@@ -13,7 +13,7 @@ def test_order_hidden_ignored_and_chunks(tmp_path):
         touch(tmp_path / name)
     for i in range(5):
         touch(tmp_path / "big" / f"{i:02d}.jpg")
-    disc = plan_shards([str(tmp_path)], shard_size=2)
+    disc = plan_shards([str(tmp_path)], shard_size=2)  # shard_size below MIN_SHARD wins
     paths = [f.path for s in disc.shards for f in s.files]
     rel = [os.path.relpath(p, tmp_path) for p in paths]
     assert rel == [".secret/x.jpg", "a/.hidden.jpg", "a/z.webp", "b/1.PNG", "b/2.jpg",
@@ -21,8 +21,7 @@ def test_order_hidden_ignored_and_chunks(tmp_path):
     hidden = {os.path.relpath(f.path, tmp_path) for s in disc.shards for f in s.files if f.hidden}
     assert hidden == {".secret/x.jpg", "a/.hidden.jpg"}
     assert disc.n_ignored == 1 and disc.n_files == 11
-    big = [s for s in disc.shards if s.directory.endswith("big")]
-    assert [len(s.files) for s in big] == [2, 2, 1]
+    assert [len(s.files) for s in disc.shards] == [2, 2, 2, 2, 2, 1]  # at most shard_size, across folders
     assert len({s.shard_id for s in disc.shards}) == len(disc.shards)
     # Deterministic: same plan, same ids and digests.
     again = plan_shards([str(tmp_path)], shard_size=2)
@@ -48,3 +47,25 @@ def test_missing_input_raises(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="nope"):
         plan_shards([str(tmp_path / "nope")])
+
+
+def test_one_big_folder_spreads_over_every_worker_and_small_folders_pack():
+    one_folder = [FileEntry(f"/photos/dump/{i:05d}.jpg") for i in range(150)]
+    shards = cut_shards(one_folder, shard_size=256, parts=2 * 8)  # 8 workers: 16 parts, but >= 16 files a shard
+    assert len(shards) == 10 and max(len(s.files) for s in shards) - min(len(s.files) for s in shards) <= 1
+    assert all(s.directory == "/photos/dump" for s in shards)
+    many = [FileEntry(f"/photos/{d:04d}/{i}.jpg") for d in range(1000) for i in range(3)]  # 1,000 folders of 3
+    shards = cut_shards(many, shard_size=256, parts=2)
+    assert len(shards) == 12 and max(len(s.files) for s in shards) <= 256  # bounded file count, not 1,000 shards
+    assert sorted(f.path for s in shards for f in s.files) == sorted(f.path for f in many)
+
+
+def test_new_files_make_only_new_work(tmp_path):
+    for i in range(40):
+        touch(tmp_path / "a" / f"{i:03d}.jpg")
+    first = plan_shards([str(tmp_path)], shard_size=16, parts=2)
+    done = {f.path for s in first.shards for f in s.files}
+    touch(tmp_path / "a" / "000b.jpg")  # sorts early: under the old plan it shifted every later chunk
+    second = plan_shards([str(tmp_path)], shard_size=16, parts=4, done=done)  # another worker count too
+    assert [os.path.basename(f.path) for s in second.shards for f in s.files] == ["000b.jpg"]
+    assert second.n_files == 41

@@ -140,3 +140,37 @@ def test_make_sample_without_utkface(tmp_path):
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in (tmp_path / "s").rglob("*") if p.is_file())
     assert "t1.jpg" in names and "truncated.jpg" in names and "empty.jpg" in names
+
+
+def test_shard_plan_uses_every_worker_and_reruns_do_only_new_work(tmp_path, fakes, monkeypatch):
+    """Issue 12: one flat folder spreads over the workers; another worker count redoes nothing; new photos
+    cost about themselves (the Ray executor is stood in for by the in-process one, the plan is the engine's)."""
+    import faceproc.engine as E
+
+    planned = []
+
+    def fake_ray(cfg, shards, out, run_id, on_done):
+        planned.append([len(s.files) for s in shards])
+        return E._run_local(E._worker_config(cfg, 1), shards, out, run_id, on_done)
+
+    monkeypatch.setattr(E, "_run_ray", fake_ray)
+    folder = tmp_path / "in" / "camera-dump"
+    folder.mkdir(parents=True)
+    for i in range(60):
+        Image.fromarray(np.full((40, 50, 3), 255 if i % 3 else 90, np.uint8)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "out"
+    monkeypatch.setattr(E, "_ray_workers", lambda cfg: 3)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray")
+    assert planned[-1] == [15] * 4  # 60 files of one folder: every worker busy (shards of >= 16 files)
+    monkeypatch.setattr(E, "_ray_workers", lambda cfg: 5)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray")
+    assert len(planned) == 1  # another worker count: nothing to do
+    for name in ("000a.png", "015a.png", "999.png"):  # new photos anywhere in the sorted order
+        Image.fromarray(np.full((40, 50, 3), 255, np.uint8)).save(folder / name)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray")
+    assert sum(planned[-1]) == 3
+    history = json.loads((out / "manifest.json").read_text())["history"]
+    assert [h["files_run"] for h in history] == [60, 0, 3]
+    images = pd.read_parquet(out / "images")
+    assert len(images) == 63 and images.image_path.is_unique
+    assert len(list((out / "images").glob("*.parquet"))) == 4 + 1  # bounded: one small shard for the newcomers

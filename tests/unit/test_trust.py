@@ -266,4 +266,4 @@ def test_every_run_leaves_its_log_in_the_output(tmp_path, fakes):  # noqa: F811
     make_tree(tmp_path / "in")
     annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local")
     text = (tmp_path / "out" / "faceproc.log").read_text()
-    assert "files in" in text and "shard" in text
+    assert "to do in" in text and "shard" in text
