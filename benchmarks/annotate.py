@@ -66,6 +66,19 @@ def build_corpus(n: int, seed: int, root: Path, sizes=SIZES) -> Path:
     return out
 
 
+def flat_view(corpus: Path) -> Path:
+    """The same photos as one big folder (symlinks): a camera dump or a scan folder, the layout that used
+    to leave all but one worker idle."""
+    flat = corpus.parent / (corpus.name + "-flat")
+    files = corpus_files(corpus)
+    if not flat.exists() or len(list(flat.glob("*.jpg"))) != len(files):
+        shutil.rmtree(flat, ignore_errors=True)
+        flat.mkdir(parents=True)
+        for f in files:
+            os.symlink(f, flat / Path(f).name)
+    return flat
+
+
 def corpus_files(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*.jpg"))
 
@@ -303,7 +316,7 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=200, help="images in the speed corpus")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory", type=int, nargs=2, metavar=("SMALL", "LARGE"), help="memory-growth mode")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "limit", "job"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "limit", "job", "flat"])
     ap.add_argument("--workers", type=int, default=0, help="Ray workers for faceproc (0 = one per CPU)")
     ap.add_argument("--corpus-dir", default=str(REPO / "benchmarks" / "corpus"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
@@ -336,12 +349,18 @@ def main() -> int:
         for p in parts:
             results["faceproc_job_script" if p == "job" else p] = r = _part(p, ["--corpus", str(corpus)] + common)
             print(p, json.dumps(r), flush=True)
+        results["corpus"]["layout"] = f"{len({os.path.dirname(f) for f in files})} folders of up to 100 photos"
+        if "flat" not in a.skip:  # the same photos in one folder
+            results["faceproc_flat"] = r = _part("faceproc", ["--corpus", str(flat_view(corpus))] + common)
+            print("faceproc, one flat folder", json.dumps(r), flush=True)
         if "limit" in results:
             results["parallel_scaling"] = pe = parallel_efficiency(corpus)
             print("parallel scaling", json.dumps(pe), flush=True)
         fp = results["faceproc"]["images_per_s"]
         results["ratios"] = {
             "faceproc_over_naive": fp / results["naive"]["images_per_s"] if "naive" in results else None,
+            "faceproc_flat_over_naive": (results["faceproc_flat"]["images_per_s"] / results["naive"]["images_per_s"]
+                                         if "naive" in results and "faceproc_flat" in results else None),
             "faceproc_over_limit": fp / results["limit"]["images_per_s"] if "limit" in results else None,
             # the limit scaled by what concurrent one-thread work really gets from these cores
             "faceproc_over_limit_x_scaling": (fp / (results["limit"]["images_per_s"] * results["parallel_scaling"]["efficiency"])
