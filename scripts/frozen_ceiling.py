@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from faceproc.config import resolve_backbone_weights
-from faceproc.train import TrainConfig, _cached_features, prepare_data
+from faceproc.train import TrainConfig, _cached_features, prepare_data  # noqa: E402
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
