@@ -148,4 +148,7 @@ class Annotator:
             images.append(p.image_row)
             faces += p.face_rows
             counts[p.image_row["status"]] = counts.get(p.image_row["status"], 0) + 1
-        return ShardResult(to_table(faces, FACES), to_table(images, IMAGES), counts, time.perf_counter() - t0)
+        # Rows in path order within a shard (faces: then face_index), whatever order the batches finished in.
+        faces_t = to_table(faces, FACES).sort_by([("image_path", "ascending"), ("face_index", "ascending")])
+        images_t = to_table(images, IMAGES).sort_by([("image_path", "ascending")])
+        return ShardResult(faces_t, images_t, counts, time.perf_counter() - t0)

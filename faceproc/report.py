@@ -22,7 +22,7 @@ def summarize(out: str | Path) -> dict[str, Any]:
     faces = read_table(out, "faces").to_pandas()
     images = read_table(out, "images").to_pandas()
     manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
-    counts = images["status"].value_counts().to_dict() if len(images) else {}
+    counts = {k: v for k, v in images["status"].value_counts().to_dict().items() if v} if len(images) else {}
     bad = images[~images["status"].isin(list(READ_OK))] if len(images) else images
     hist = manifest.get("history") or []
     last = hist[-1] if hist else {}
@@ -48,12 +48,18 @@ def summarize(out: str | Path) -> dict[str, Any]:
         "ignored_non_image_files": manifest.get("n_ignored_files"),
         "faces_per_image": {str(k): int(v) for k, v in per_image.value_counts().sort_index().items()} if len(images) else {},
         "age": {g: stats(faces.loc[faces["gender"] == g, "age"]) for g in ("female", "male")} | {"all": stats(faces["age"])},
-        "gender_counts": {str(k): int(v) for k, v in faces["gender"].value_counts().items()} if len(faces) else {},
+        "gender_counts": {str(k): int(v) for k, v in faces["gender"].value_counts().items() if v} if len(faces) else {},
         "det_score": stats(faces["det_score"]),
         "throughput": {
             "last_run_seconds": seconds,
             "last_run_files": last.get("files_run"),
             "files_per_s": (last.get("files_run") or 0) / seconds if seconds else None,
+            # the whole output, across every resumed run (a last run that found everything done did nothing)
+            "all_runs": len(hist),
+            "all_runs_seconds": round(sum(h.get("seconds") or 0 for h in hist), 2),
+            "all_runs_files": sum(h.get("files_run") or 0 for h in hist),
+            "all_runs_files_per_s": (sum(h.get("files_run") or 0 for h in hist) / sum(h.get("seconds") or 0 for h in hist)
+                                     if sum(h.get("seconds") or 0 for h in hist) else None),
             "image_ms_mean": float(images["elapsed_ms"].mean()) if len(images) else None,
             "shards": len(manifest.get("shards", {})),
         },
@@ -106,7 +112,7 @@ def _html(rep: dict, plots: dict[str, str]) -> str:
     )
     more = f"<p>{rep['failed_files'] - MAX_ERRORS_HTML} more in report.json / the images table.</p>" if rep["failed_files"] > MAX_ERRORS_HTML else ""
     tp = rep["throughput"]
-    fps = f"{tp['files_per_s']:.2f}" if tp.get("files_per_s") else "n/a"
+    fps = f"{tp['all_runs_files_per_s']:.2f}" if tp.get("all_runs_files_per_s") else "n/a"
     imgs = "".join(f'<figure><img src="data:image/png;base64,{v}" alt="{k}"></figure>' for k, v in plots.items())
     age = rep["age"]
     age_rows = "".join(
@@ -118,8 +124,8 @@ def _html(rep: dict, plots: dict[str, str]) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
 <h1>faceproc report</h1>
 <p>Output <code>{e(rep['output'])}</code> &middot; run {e(str(rep['run_id']))} &middot; model <code>{e(str(rep['model']))}</code> &middot; state {e(str(rep['state']))}</p>
-<h2>Totals</h2><table><tr><th>files</th><th>faces</th><th>failed files</th><th>shards</th><th>last run</th><th>files/s</th></tr>
-<tr><td>{rep['files']}</td><td>{rep['faces']}</td><td>{rep['failed_files']}</td><td>{tp['shards']}</td><td>{tp['last_run_seconds']} s for {tp['last_run_files']} files</td><td>{fps}</td></tr></table>
+<h2>Totals</h2><table><tr><th>files</th><th>faces</th><th>failed files</th><th>shards</th><th>work, all runs</th><th>files/s</th></tr>
+<tr><td>{rep['files']}</td><td>{rep['faces']}</td><td>{rep['failed_files']}</td><td>{tp['shards']}</td><td>{tp['all_runs_seconds']} s for {tp['all_runs_files']} files in {tp['all_runs']} run(s)</td><td>{fps}</td></tr></table>
 <h2>Files per status</h2><table><tr><th>status</th><th>files</th></tr>{rows}</table>
 <h2>Estimated age</h2><table><tr><th>gender</th><th>faces</th><th>mean age</th><th>median age</th></tr>{age_rows}</table>
 <h2>Distributions</h2>{imgs}

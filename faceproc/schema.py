@@ -31,7 +31,7 @@ FACES = pa.schema(
         # left eye, right eye, nose, left mouth, right mouth as x0,y0,x1,y1,...,x4,y4
         pa.field("landmarks", pa.list_(pa.float32(), 10)),
         pa.field("age", pa.float32()),  # years
-        pa.field("gender", pa.string()),  # "male" | "female"
+        pa.field("gender", pa.dictionary(pa.int8(), pa.string())),  # "male" | "female" (a pandas categorical)
         pa.field("female_prob", pa.float32()),  # P(female); gender == "female" iff >= 0.5
         pa.field("model", pa.string()),  # variant, e.g. "unfrozen"
         pa.field("model_version", pa.string()),
@@ -47,7 +47,7 @@ IMAGES = pa.schema(
         pa.field("width", pa.int32()),  # original pixels, display orientation; null when unknown
         pa.field("height", pa.int32()),
         pa.field("n_faces", pa.int32()),
-        pa.field("status", pa.string(), nullable=False),  # see faceproc.decode.STATUSES
+        pa.field("status", pa.dictionary(pa.int8(), pa.string()), nullable=False),  # STATUSES below (categorical)
         pa.field("error", pa.string()),  # why, for every status other than ok / no_faces
         pa.field("elapsed_ms", pa.float32()),  # decode + detect + crop + this image's share of predict
         pa.field("shard", pa.string()),
@@ -55,6 +55,20 @@ IMAGES = pa.schema(
     ]
 )
 
+
+
+def _with_pandas_types(schema: pa.Schema, ints: dict[str, str]) -> pa.Schema:
+    """Pandas metadata so `pd.read_parquet` gives nullable integers (Int32, not float64 when a value is
+    missing) and categoricals for the dictionary columns."""
+    df = schema.empty_table().to_pandas()  # dictionary columns come back as categoricals
+    for name, dtype in ints.items():
+        df[name] = df[name].astype(dtype)
+    meta = pa.Schema.from_pandas(df, preserve_index=False).metadata
+    return schema.with_metadata(meta)
+
+
+FACES = _with_pandas_types(FACES, {"face_index": "Int32"})
+IMAGES = _with_pandas_types(IMAGES, {"bytes": "Int64", "width": "Int32", "height": "Int32", "n_faces": "Int32"})
 TABLES = {"faces": FACES, "images": IMAGES}
 
 # The one status vocabulary of `images.status` (decode, pipeline, report, previews and the crop cache use it).
