@@ -43,7 +43,7 @@ class _Group(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"max_content_width": 120})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Find every face in photo archives; record box, age and gender per face in Parquet."""
@@ -66,13 +66,20 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="YAML config (configs/annotate.yaml).")
 @click.option("--batch-size", type=int, default=None, help="Face crops per age/gender batch.")
 @click.option("--limit", type=int, default=None, help="Process only the first N files (in discovery order).")
-@click.option("--previews", type=int, default=None, help="Write N annotated JPEGs to OUT/previews.")
+@click.option("--previews", type=int, default=None,
+              help="Write N annotated JPEGs (the photos with most faces) to OUT/previews.  [default: 0]")
 @click.option("--workers", type=int, default=None, help="Ray worker actors (default: one per CPU).")
 @click.option("--engine", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="ray: local Ray (or RAY_ADDRESS cluster); local: in this process.")
 @click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
 def annotate(inputs, output, model, config, batch_size, limit, previews, workers, engine, force) -> None:
-    """Detect faces and estimate age and gender for every image under INPUTS."""
+    """Detect faces and estimate age and gender for every image under INPUTS.
+
+    Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
+    ~/.insightface, downloaded once), FACEPROC_DETECTOR_PACK, FACEPROC_DETECTOR_FILE (an SCRFD .onnx),
+    FACEPROC_WEIGHTS_DIR (age/gender weights; default: shipped in the package). Exit status: 0 done,
+    1 error or refusal, 2 some shards unfinished (rerun), 64 bad command line, 130 interrupted.
+    """
     from .detect import DetectorUnavailable
     from .engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,
                          annotate as run)
@@ -148,8 +155,8 @@ def report(output, previews) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(), help="Run folder (model.keras, log.csv, checkpoints).")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="configs/train_*.yaml")
 @click.option("--cache", type=click.Path(), default=None, help="Crop cache parquet (shared between runs).")
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
+@click.option("--epochs", type=int, default=None, help="Epochs (fine-tuning, or head training for frozen) [default: the config's].")
+@click.option("--batch-size", type=int, default=None, help="Crops per training batch [default: the config's].")
 @click.option("--backbone-weights", default=None, help="imagenet or a local MobileNetV2 no-top .h5.")
 @click.option("--time-budget", type=float, default=None, help="Seconds for the fine-tuning epochs (caps --epochs).")
 def train(variant, data, ffhq_labels, ffhq_images, output, config, cache, epochs, batch_size, backbone_weights,
@@ -274,6 +281,20 @@ def ship(model, variant, dest, evaluation, photo_evaluation) -> None:
                                      "command": "faceproc evaluate-photos MODEL --data ../shared/data/utkface"}
     card = publish(model, variant, dest, extra or None)
     click.echo(f"{card['file']} ({card['bytes'] / 1e6:.1f} MB, version {card['version']})")
+
+
+# One-line summaries for `faceproc --help` (click cuts docstrings at ~45 characters).
+for _name, _text in {
+    "annotate": "Faces, age and gender of every photo under INPUTS -> Parquet.",
+    "report": "Rebuild report.json/html (and previews) from an output.",
+    "make-sample": "Write a small sample folder to try annotate on.",
+    "train": "Train an age/gender variant (frozen or unfrozen).",
+    "evaluate": "Results table of models on the validation crops.",
+    "evaluate-photos": "Models on validation faces inside group photos.",
+    "pack-cache": "Pack a crop cache as WebP for a machine without images.",
+    "ship": "Install a trained model + card as the shipped weights.",
+}.items():
+    main.commands[_name].short_help = _text
 
 
 if __name__ == "__main__":
