@@ -139,11 +139,11 @@ def report(output, previews) -> None:
     if not (Path(output) / "manifest.json").exists() and not (Path(output) / "images").is_dir():
         raise click.ClickException(f"{output} is not a faceproc output folder (no manifest.json, no images/)")
 
-    rep = build_report(output)
-    if previews:
+    if previews:  # first, so the report links and shows them
         from .preview import write_previews
 
         write_previews(output, previews)
+    rep = build_report(output)
     _print_summary(rep)
 
 

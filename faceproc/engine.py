@@ -425,13 +425,13 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
                                 "shards_run": len(todo), "files_run": done_files[0], "engine": engine})
     write_text_atomic(json.dumps(manifest, indent=1), mpath)
 
-    from .report import build_report
-
-    report = build_report(out)
-    if cfg.run.previews:
+    if cfg.run.previews:  # first, so the report links and shows them
         from .preview import write_previews
 
         write_previews(out, cfg.run.previews, cfg.decode)
+    from .report import build_report
+
+    report = build_report(out)
     report["failed_shards"] = failed
     return report
 

@@ -15,6 +15,82 @@ from .schema import READ_OK, read_table, write_text_atomic
 
 MAX_ERRORS_JSON = 1000
 MAX_ERRORS_HTML = 200
+MAX_NO_FACE_LIST = 50
+MAX_FOLDERS = 500  # folders listed (most files first); report.json and the images table hold the rest
+GALLERY_PER_GROUP = 8  # thumbnails per (age band, gender): the page stays bounded for a million faces
+THUMB = 72
+
+
+def _folders(faces, images) -> list[dict]:
+    import os
+
+    if not len(images):
+        return []
+    img = images.assign(folder=images["image_path"].map(os.path.dirname))
+    g = img.groupby("folder", sort=False)
+    table = g.agg(files=("image_path", "size"), faces=("n_faces", lambda x: int(x.fillna(0).sum())))
+    table["failed"] = g["status"].agg(lambda x: int((~x.isin(list(READ_OK))).sum()))
+    table["no_faces"] = g["status"].agg(lambda x: int((x == "no_faces").sum()))
+    if len(faces):
+        fa = faces.assign(folder=faces["image_path"].map(os.path.dirname)).groupby("folder")["age"].mean()
+        table["mean_age"] = fa
+    else:
+        table["mean_age"] = np.nan
+    table = table.sort_values("files", ascending=False).head(MAX_FOLDERS)
+    return [{"folder": k, "files": int(r.files), "faces": int(r.faces), "failed": int(r.failed),
+             "no_faces": int(r.no_faces), "mean_age": None if np.isnan(r.mean_age) else round(float(r.mean_age), 1)}
+            for k, r in table.iterrows()]
+
+
+def _gallery(faces, images, out: Path, seed: int = 0) -> list[dict]:
+    """Thumbnails of a seeded sample of faces per (age band, gender), cut from the photos with the stored
+    boxes; each links to its photo's preview when there is one, else to the photo."""
+    import cv2
+
+    from .config import DecodeConfig
+    from .data.split import AGE_BANDS, age_band
+    from .decode import DecodeFailure, decode_file
+    from .schema import source_path
+
+    if not len(faces):
+        return []
+    f = faces.assign(band=faces["age"].map(age_band))
+    picks = []
+    rng = np.random.default_rng(seed)
+    for band in AGE_BANDS:
+        for gender in ("female", "male"):
+            grp = f[(f["band"] == band) & (f["gender"] == gender)]
+            if len(grp):
+                idx = rng.choice(len(grp), min(GALLERY_PER_GROUP, len(grp)), replace=False)
+                picks.append(grp.iloc[np.sort(idx)])
+    if not picks:
+        return []
+    import pandas as pd
+
+    sel = pd.concat(picks)
+    previews = {p.stem.rsplit("-", 1)[0]: p.name for p in (out / "previews").glob("*.jpg")} if (out / "previews").exists() else {}
+    cards = []
+    cfg = DecodeConfig(max_side=1600)
+    for path, rows in sel.groupby("image_path", sort=False):
+        raw = rows["image_path_bytes"].iloc[0] if "image_path_bytes" in rows else None
+        try:
+            dec = decode_file(source_path(path, raw), cfg)
+        except (DecodeFailure, OSError):
+            continue
+        for r in rows.itertuples():
+            x1, y1, x2, y2 = (float(v) * dec.scale for v in (r.x1, r.y1, r.x2, r.y2))
+            m = 0.25 * max(x2 - x1, y2 - y1)
+            crop = dec.rgb[max(0, int(y1 - m)) : int(y2 + m), max(0, int(x1 - m)) : int(x2 + m)]
+            if crop.size == 0:
+                continue
+            crop = cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+            ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+            stem = Path(path).stem[:60]
+            link = f"previews/{previews[stem]}" if stem in previews else Path(path).as_uri() if path.startswith("/") else path
+            cards.append({"band": r.band, "gender": r.gender, "age": float(r.age), "score": float(r.det_score),
+                          "path": path, "link": link, "jpeg": base64.b64encode(buf.tobytes()).decode()})
+    order = {b: i for i, b in enumerate(AGE_BANDS)}
+    return sorted(cards, key=lambda c: (order[c["band"]], c["gender"], c["age"]))
 
 
 def summarize(out: str | Path) -> dict[str, Any]:
@@ -63,6 +139,10 @@ def summarize(out: str | Path) -> dict[str, Any]:
             "image_ms_mean": float(images["elapsed_ms"].mean()) if len(images) else None,
             "shards": len(manifest.get("shards", {})),
         },
+        "folders": _folders(faces, images),
+        "no_face_photos": {"count": int((images["status"] == "no_faces").sum()) if len(images) else 0,
+                           "sample": images.loc[images["status"] == "no_faces", "image_path"].head(MAX_NO_FACE_LIST).tolist()
+                           if len(images) else []},
         "errors": [
             {"path": r.image_path, "status": r.status, "error": r.error}
             for r in bad.head(MAX_ERRORS_JSON).itertuples()
@@ -84,27 +164,47 @@ def _plots(faces, images) -> dict[str, str]:
         return base64.b64encode(buf.getvalue()).decode()
 
     out = {}
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 3.2))
     bins = np.arange(0, 105, 5)
-    for g, c in (("female", "tab:red"), ("male", "tab:blue")):
-        ax.hist(faces.loc[faces["gender"] == g, "age"], bins=bins, alpha=0.6, label=g, color=c)
+    ages = [faces.loc[faces["gender"] == g, "age"].to_numpy(np.float64) for g in ("female", "male")]
+    ax.hist(ages, bins=bins, label=["female", "male"], color=["tab:red", "tab:blue"])  # side by side, no overlap
     ax.set(xlabel="estimated age (years)", ylabel="faces", title="Age by gender")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     out["age"] = png(fig)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     n = images.loc[images["status"].isin(list(READ_OK)), "n_faces"].astype(int)
     ax.hist(n, bins=np.arange(0, max(int(n.max()) if len(n) else 1, 1) + 2) - 0.5, color="tab:green")
-    ax.set(xlabel="faces per image", ylabel="images", title="Faces per readable image")
+    ax.set(xlabel="faces per image", ylabel="images", title="Faces per readable image (status ok or no_faces)")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     out["faces_per_image"] = png(fig)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.hist(faces["det_score"], bins=np.linspace(0, 1, 41), color="tab:purple")
     ax.set(xlabel="detection score", ylabel="faces", title="Detection scores")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     out["det_score"] = png(fig)
     return out
 
 
-def _html(rep: dict, plots: dict[str, str]) -> str:
+def _html(rep: dict, plots: dict[str, str], gallery: list[dict] | None = None, previews: list[str] | None = None) -> str:
     e = html.escape
+    gallery, previews = gallery or [], previews or []
+    gal = []
+    for key in dict.fromkeys((c["band"], c["gender"]) for c in gallery):
+        cells = "".join(
+            f'<a href="{e(c["link"])}" title="{e(c["path"])}"><figure class="t"><img src="data:image/jpeg;base64,{c["jpeg"]}" '
+            f'alt="face"><figcaption>{c["age"]:.0f} y &middot; {c["score"]:.2f}</figcaption></figure></a>'
+            for c in gallery if (c["band"], c["gender"]) == key)
+        gal.append(f"<h3>{e(key[0])}, {e(key[1])}</h3><div>{cells}</div>")
+    gal_html = "".join(gal) or "<p>No faces.</p>"
+    folder_rows = "".join(
+        f"<tr><td>{e(r['folder'])}</td><td>{r['files']}</td><td>{r['faces']}</td><td>{r['failed']}</td>"
+        f"<td>{r['no_faces']}</td><td>{'' if r['mean_age'] is None else r['mean_age']}</td></tr>" for r in rep.get("folders", []))
+    nf = rep.get("no_face_photos", {"count": 0, "sample": []})
+    nf_rows = "".join(f"<li>{e(str(p))}</li>" for p in nf["sample"])
+    prev = "".join(f'<a href="previews/{e(p)}"><img class="p" src="previews/{e(p)}" alt="{e(p)}"></a>' for p in previews)
     rows = "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in sorted(rep["status_counts"].items()))
     errs = "".join(
         f"<tr><td>{e(str(x['path']))}</td><td>{e(str(x['status']))}</td><td>{e(str(x['error']))}</td></tr>"
@@ -121,7 +221,12 @@ def _html(rep: dict, plots: dict[str, str]) -> str:
     )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>faceproc report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}figure{{display:inline-block;margin:0 1em 1em 0}}
+figure.t{{margin:2px;text-align:center;font-size:11px}}img.p{{max-width:320px;margin:4px}}th{{cursor:pointer}}</style>
+<script>function sortBy(th){{const t=th.closest("table"),i=[...th.parentNode.children].indexOf(th),
+rows=[...t.querySelectorAll("tr")].slice(1),num=rows.every(r=>!isNaN(parseFloat(r.children[i].textContent)||0)),
+d=th.dataset.d=th.dataset.d==="1"?"-1":"1";rows.sort((a,b)=>{{const x=a.children[i].textContent,y=b.children[i].textContent;
+return (num?(parseFloat(x)||0)-(parseFloat(y)||0):x.localeCompare(y))*d}});rows.forEach(r=>t.appendChild(r))}}</script></head><body>
 <h1>faceproc report</h1>
 <p>Output <code>{e(rep['output'])}</code> &middot; run {e(str(rep['run_id']))} &middot; model <code>{e(str(rep['model']))}</code> &middot; state {e(str(rep['state']))}</p>
 <h2>Totals</h2><table><tr><th>files</th><th>faces</th><th>failed files</th><th>shards</th><th>work, all runs</th><th>files/s</th></tr>
@@ -129,6 +234,13 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}figure{{display:in
 <h2>Files per status</h2><table><tr><th>status</th><th>files</th></tr>{rows}</table>
 <h2>Estimated age</h2><table><tr><th>gender</th><th>faces</th><th>mean age</th><th>median age</th></tr>{age_rows}</table>
 <h2>Distributions</h2>{imgs}
+<h2 id="gallery">Faces by age band and gender</h2><p>Up to {GALLERY_PER_GROUP} faces a group, sampled; each links to its
+preview or photo; caption: estimated age, detection score.</p>{gal_html}
+<h2 id="folders">Folders</h2><p>{len(rep.get("folders", []))} folders shown (most files first; click a column to sort).</p>
+<table id="folder-table"><tr><th onclick="sortBy(this)">folder</th><th onclick="sortBy(this)">files</th><th onclick="sortBy(this)">faces</th>
+<th onclick="sortBy(this)">failed</th><th onclick="sortBy(this)">no faces</th><th onclick="sortBy(this)">mean age</th></tr>{folder_rows}</table>
+<h2 id="previews">Previews</h2>{prev or "<p>None written (annotate --previews N).</p>"}
+<h2 id="no-faces">Photos where no face was found</h2><p>{nf["count"]} photos{" (first " + str(len(nf["sample"])) + " listed)" if nf["count"] > len(nf["sample"]) else ""}.</p><ul>{nf_rows}</ul>
 <h2>Files that could not be processed</h2><table><tr><th>path</th><th>status</th><th>error</th></tr>{errs}</table>{more}
 </body></html>"""
 
@@ -137,6 +249,9 @@ def build_report(out: str | Path) -> dict[str, Any]:
     out = Path(out)
     rep = summarize(out)
     faces, images = rep.pop("_frames")
+    previews = sorted(p.name for p in (out / "previews").glob("*.jpg")) if (out / "previews").exists() else []
+    gallery = _gallery(faces, images, out)
+    rep["gallery_faces"] = len(gallery)
     write_text_atomic(json.dumps(rep, indent=1, default=str), out / "report.json")
-    write_text_atomic(_html(rep, _plots(faces, images)), out / "report.html")
+    write_text_atomic(_html(rep, _plots(faces, images), gallery, previews), out / "report.html")
     return rep

@@ -1,0 +1,37 @@
+"""The report an archivist opens: gallery, folders, previews, photos without faces; bounded size."""
+
+import json
+import re
+
+import pandas as pd
+
+from faceproc.engine import annotate
+
+from test_pipeline_engine import cfg_for_tests, fakes, make_tree  # noqa: F401  (fixture)
+
+
+def test_report_shows_faces_folders_previews_and_photos_without_faces(tmp_path, fakes):  # noqa: F811
+    make_tree(tmp_path / "in", n=12)
+    cfg = cfg_for_tests()
+    cfg.run.previews = 2
+    out = tmp_path / "out"
+    annotate([str(tmp_path / "in")], out, cfg, engine="local")
+    page = (out / "report.html").read_text()
+    rep = json.loads((out / "report.json").read_text())
+    faces = pd.read_parquet(out / "faces")
+    # gallery: one thumbnail per face here (fewer faces than the per-group cap), each a link
+    assert rep["gallery_faces"] == len(faces) == 6
+    assert len(re.findall(r'<figure class="t"><img src="data:image/jpeg;base64,', page)) == 6
+    assert 'href="previews/' in page  # thumbnails of previewed photos link to their preview
+    # folders: files, faces, failed, no faces, mean age per folder
+    folders = {f["folder"].rsplit("/", 1)[-1]: f for f in rep["folders"]}
+    assert folders["d0"] == {**folders["d0"], "files": 5, "failed": 1}
+    assert sum(f["files"] for f in rep["folders"]) == 13 and 'id="folder-table"' in page
+    # previews linked and shown; photos without faces listed with their count
+    assert len(re.findall(r'<img class="p" src="previews/', page)) == 2
+    assert rep["no_face_photos"]["count"] == 6 and len(rep["no_face_photos"]["sample"]) == 6
+    # totals over every run, also after a resume that had nothing left to do
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    tp = json.loads((out / "report.json").read_text())["throughput"]
+    assert tp["all_runs"] == 2 and tp["all_runs_files"] == 13 and tp["all_runs_files_per_s"] > 0
+    assert "no network" not in page and "http://" not in page and "https://" not in page  # self-contained
