@@ -180,6 +180,20 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
             f"the Ray cluster at {address} does not answer ({e}); check RAY_ADDRESS / run.ray_address") from None
 
 
+def _log_gpu_fallback(gpu_ids) -> None:
+    """A worker given a GPU share on a node whose CUDA runtime is missing runs on the CPU: say so once, plainly."""
+    try:
+        import onnxruntime as ort
+
+        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    except ImportError:
+        cuda = False
+    if not cuda:
+        logging.getLogger("faceproc").warning(
+            "this worker was given GPU %s but onnxruntime has no CUDA provider (install onnxruntime-gpu and CUDA): "
+            "detection and age/gender run on the CPU", ",".join(str(g) for g in gpu_ids))
+
+
 def _make_worker_class(ray):
     @ray.remote
     class ShardWorker:
@@ -188,13 +202,20 @@ def _make_worker_class(ray):
             from .pipeline import Annotator
 
             self.out, self.run_id = out, run_id
+            ctx = ray.get_runtime_context()
+            self.node = ctx.get_node_id()
+            gpus = ray.get_gpu_ids()
+            if gpus:
+                _log_gpu_fallback(gpus)
             self.annotator = Annotator(Config.from_dict(cfg_dict))
 
         def pid(self) -> int:
             return os.getpid()
 
         def run(self, shard: Shard) -> dict:
-            return process_shard(self.annotator, shard, self.out, self.run_id)
+            summary = process_shard(self.annotator, shard, self.out, self.run_id)
+            summary["node"] = self.node  # which node ran it: recorded in the manifest
+            return summary
 
     return ShardWorker
 
@@ -381,7 +402,8 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
     last_write = [0.0]
 
     def on_done(summary: dict) -> None:
-        manifest["shards"][summary["shard"]].update(state="done", faces=summary["faces"], seconds=summary["seconds"])
+        manifest["shards"][summary["shard"]].update(state="done", faces=summary["faces"], seconds=summary["seconds"],
+                                                    node=summary.get("node", "local"))
         done_files[0] += summary["files"]
         rate = done_files[0] / max(time.time() - t0, 1e-9)
         if bar is not None:
