@@ -42,7 +42,7 @@ class DecodeConfig:
 
 @dataclass
 class DetectorConfig:
-    kind: str = "scrfd"  # faceproc.detect.DETECTORS
+    kind: str = "scrfd"  # faceproc.detect.DETECTORS: scrfd (InsightFace pack) | yunet (OpenCV, needs model_file)
     pack: str | None = None  # InsightFace pack; None -> $FACEPROC_DETECTOR_PACK -> buffalo_m (SCRFD-2.5GF)
     # Where the model file lies does not change rows (the pack and its file do, through the model label).
     root: str | None = field(default=None, metadata=SAME_ROWS)  # None -> $FACEPROC_INSIGHTFACE_ROOT -> ~/.insightface
@@ -160,7 +160,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "decode.max_side": (lambda v: v >= 64, "must be >= 64"),
     "decode.min_side": (lambda v: v >= 1, "must be >= 1"),
     "detector.sizes": (lambda v: len(v) > 0 and all(32 <= x <= 4096 for x in v), "must be a non-empty list of sizes 32..4096"),
-    "detector.kind": (lambda v: v in ("scrfd",), "must be scrfd (faceproc.detect.DETECTORS)"),
+    "detector.kind": (lambda v: v in ("scrfd", "yunet"), "must be scrfd or yunet (faceproc.detect.DETECTORS)"),
     "detector.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
     "detector.full_res_above": (lambda v: v > 0, "must be > 0"),
     "detector.threshold": (lambda v: 0 < v < 1, "must be between 0 and 1"),

@@ -57,6 +57,9 @@ def ensure_detector_file(cfg: DetectorConfig) -> str:
     import os
 
     explicit = resolve_detector_file(cfg)
+    if cfg.kind != "scrfd" and not explicit:
+        raise DetectorUnavailable(f"detector kind {cfg.kind} needs its model file: set detector.model_file or "
+                                  f"$FACEPROC_DETECTOR_FILE")
     if explicit:
         path = os.path.abspath(os.path.expanduser(explicit))
         if not os.path.isfile(path):
@@ -188,6 +191,44 @@ def finish(det: Detections, w: int, h: int, cfg: DetectorConfig, scale: float = 
     return Detections(boxes[order], kps[order], scores[order])
 
 
+class YuNetDetector:
+    """OpenCV's YuNet (`cv2.FaceDetectorYN`, a 230 KB model): several times cheaper than SCRFD-2.5G on a CPU,
+    with the same 5 keypoints in the same order (image-left eye first). The model file comes from
+    detector.model_file / $FACEPROC_DETECTOR_FILE (OpenCV zoo: face_detection_yunet_2023mar.onnx).
+    One pass at the decoded resolution up to the largest of `sizes` (or, with full_res, 2048 px)."""
+
+    def __init__(self, cfg: DetectorConfig | None = None):
+        import cv2
+
+        self.cfg = cfg or DetectorConfig()
+        path = resolve_detector_file(self.cfg)
+        if not path:
+            raise DetectorUnavailable("detector kind yunet needs its model file: set detector.model_file or "
+                                      "$FACEPROC_DETECTOR_FILE to face_detection_yunet_2023mar.onnx")
+        if self.cfg.threads:
+            cv2.setNumThreads(int(self.cfg.threads))
+        self.net = cv2.FaceDetectorYN.create(path, "", (320, 320), self.cfg.threshold, self.cfg.nms_threshold, 5000)
+
+    def detect(self, rgb: np.ndarray, scale: float = 1.0) -> Detections:
+        import cv2
+
+        h, w = rgb.shape[:2]
+        limit = 2048 if self.cfg.full_res != "never" and max(h, w) > self.cfg.full_res_above else max(self.cfg.sizes)
+        f = min(1.0, limit / max(h, w))
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        if f < 1.0:
+            bgr = cv2.resize(bgr, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        self.net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = self.net.detect(bgr)
+        if faces is None or not len(faces):
+            return Detections.empty()
+        faces = faces.astype(np.float32)
+        xy = faces[:, :14] / np.float32(f)  # back to the pixels we were given
+        boxes = np.stack([xy[:, 0], xy[:, 1], xy[:, 0] + xy[:, 2], xy[:, 1] + xy[:, 3]], axis=1)
+        det = Detections(boxes, xy[:, 4:14].reshape(-1, 5, 2).copy(), faces[:, 14].copy())
+        return finish(det, w, h, self.cfg, scale)
+
+
 class Detector(Protocol):
     """What the pipeline needs from a face detector: boxes, 5 keypoints and scores in the pixels of the
     image it was given, post-processed by `finish`."""
@@ -196,7 +237,7 @@ class Detector(Protocol):
 
 
 # Detector kinds (DetectorConfig.kind) -> class; a new detector is one class here and one entry.
-DETECTORS: dict[str, type] = {"scrfd": FaceDetector}
+DETECTORS: dict[str, type] = {"scrfd": FaceDetector, "yunet": YuNetDetector}
 
 
 def make_detector(cfg: DetectorConfig | None = None) -> Detector:

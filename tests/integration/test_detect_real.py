@@ -97,3 +97,30 @@ def test_forty_pixel_faces_in_a_12mp_photo(detector, utk_files):
     plain = FaceDetector(DetectorConfig(full_res="never")).detect(dec.rgb)
     hits_plain = sum(any(box_inside(b, pl.box, slack=0.1) for b in plain.boxes / dec.scale) for pl in placed)
     assert hits_plain <= 6 < hits  # the full-resolution pass is what finds them
+
+
+def test_yunet_through_the_same_seam():
+    """A second detector kind behind make_detector: YuNet finds t1's six faces with keypoints in the order
+    the crop templates expect (image-left eye first), and the pipeline runs on it unchanged."""
+    import insightface
+
+    from faceproc.config import Config, DetectorConfig
+    from faceproc.detect import make_detector
+    from tests.conftest import SHARED
+
+    model = SHARED / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+    if not model.exists():
+        pytest.skip("YuNet model not in ../shared")
+    img = insightface.data.get_image("t1")[..., ::-1]
+    det = make_detector(DetectorConfig(kind="yunet", model_file=str(model))).detect(img)
+    assert len(det) == 6 and (det.scores > 0.8).all()
+    assert (det.kps[:, 0, 0] < det.kps[:, 1, 0]).all() and (det.kps[:, 3, 0] < det.kps[:, 4, 0]).all()
+    ref = make_detector(DetectorConfig()).detect(img)  # SCRFD: the same faces
+    centres = lambda d: np.sort((d.boxes[:, 0] + d.boxes[:, 2]) / 2)  # noqa: E731
+    assert np.abs(centres(det) - centres(ref)).max() < 15
+    cfg = Config()
+    cfg.detector.kind, cfg.detector.model_file = "yunet", str(model)
+    cfg.model.random_init = True
+    from faceproc.pipeline import Annotator
+
+    assert Annotator(cfg).detector.__class__.__name__ == "YuNetDetector"
