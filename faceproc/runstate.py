@@ -55,14 +55,29 @@ class OutputLocked(RuntimeError):
     """Another run is writing into the same output folder."""
 
 
-def _pid_alive(pid: int) -> bool:
+def _process_start(pid: int) -> float | None:
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _pid_alive(pid: int, started: float | None = None) -> bool:
+    """The lock holder still runs: it exists, is not a zombie (a SIGKILLed driver its parent has not reaped
+    yet), and is the same process (its start time matches: pids are reused)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:
         return True
-    return True
 
 
 def acquire_lock(out: Path) -> Path:
@@ -71,7 +86,8 @@ def acquire_lock(out: Path) -> Path:
     import socket
 
     path = out / LOCK
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+          "process_start": _process_start(os.getpid())}
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -80,7 +96,8 @@ def acquire_lock(out: Path) -> Path:
                 other = json.loads(path.read_text() or "{}")
             except (OSError, ValueError):
                 other = {}
-            if other.get("host") == me["host"] and isinstance(other.get("pid"), int) and not _pid_alive(other["pid"]):
+            if (other.get("host") == me["host"] and isinstance(other.get("pid"), int)
+                    and not _pid_alive(other["pid"], other.get("process_start"))):
                 log.warning("taking over the lock of a run that died (pid %s)", other["pid"])
                 path.unlink(missing_ok=True)
                 continue

@@ -267,3 +267,27 @@ def test_every_run_leaves_its_log_in_the_output(tmp_path, fakes):  # noqa: F811
     annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local")
     text = (tmp_path / "out" / "faceproc.log").read_text()
     assert "to do in" in text and "shard" in text
+
+
+def test_lock_of_a_killed_driver_is_taken_over(tmp_path, fakes):  # noqa: F811
+    """A SIGKILLed driver can linger as a zombie (its parent has not reaped it) or its pid be reused: the
+    lock records the process start time, so neither blocks the rerun."""
+    import socket
+    import subprocess
+    import sys
+
+    make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    import psutil
+
+    started = psutil.Process(child.pid).create_time()
+    child.kill()  # not waited for: a zombie
+    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid, "process_start": started}))
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    child.wait()
+    # a live process with another start time (a reused pid) does not hold the lock either
+    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "process_start": 1.0}))
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    assert len(pd.read_parquet(out / "images")) == 8
