@@ -159,6 +159,17 @@ def _find(pred):
     return None
 
 
+def _find_all(pred):
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "name"]):
+        try:
+            if pred(" ".join(p.info["cmdline"] or []), p.info["name"] or ""):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
 def _wait_for_shards(out, n, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -172,9 +183,11 @@ def test_driver_sigkill_then_rerun_equals_uninterrupted_run(cluster, archive, re
     out = tmp_path / "out"
     job = submit(cluster, archive, out)
     _wait_for_shards(out, 3)
-    driver = _find(lambda cmd, name: "jobs/annotate.py" in cmd and str(out) in cmd and "ray job" not in cmd)
-    assert driver is not None
-    driver.send_signal(signal.SIGKILL)
+    # The entrypoint runs under a shell: kill the Python driver itself (it holds the output's lock), and the shell.
+    drivers = _find_all(lambda cmd, name: "jobs/annotate.py" in cmd and str(out) in cmd and "ray job" not in cmd)
+    assert any("python" in " ".join(p.cmdline()) for p in drivers)
+    for p in drivers:
+        p.send_signal(signal.SIGKILL)
     wait(cluster, job)
     n_done = len(list((out / "_shards").glob("*.json")))
     job2 = submit(cluster, archive, out)
