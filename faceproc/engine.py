@@ -439,6 +439,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
         if quiet is not None:
             quiet.restore()
     seconds = time.time() - t0
+    shutil.rmtree(out / STAGING, ignore_errors=True)  # empty once every shard has committed or failed
     for f in failed:
         manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
     manifest["state"] = "complete" if not failed else "incomplete"
