@@ -69,6 +69,9 @@ def test_shipped_model_is_accurate(variant, val_faces):
 
     assert card["crop_policy"] == POLICY and card["variant"] == variant
     assert card["sha256"] == file_sha256(path)
+    # both figures travel with the weights: crop-level validation and the photo evaluation
+    pe = card["photo_evaluation"]
+    assert pe["photos"]["faces"] >= 700 and pe["photos"]["recall"] >= 0.99 and "gap" in pe and "crops" in pe
     faces, ages, genders = val_faces
     pred = AgeGenderPredictor(ModelConfig(variant=variant))
     assert pred.policy == parse_policy(card["crop_policy"])  # the card is the contract
