@@ -5,7 +5,7 @@
 #   scripts/issue9_finish.sh [UNFROZEN_RUN] [FROZEN_RUN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-U=${1:-runs/unfrozen_photos2/model.keras}
+U=${1:-runs/unfrozen_photos3/model.keras}
 F=${2:-runs/frozen_policy_s13up15/model.keras}
 DATA=${DATA:-../shared/data/utkface}
 work="$(mkdir -p runs && cd runs && pwd -P)/photo_eval"
