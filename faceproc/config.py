@@ -118,7 +118,6 @@ class Config:
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError([f"{path}: cannot read: {e}"]) from None
         data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()} if isinstance(data, dict) else data
-        problems = []
         for dotted, value in (overrides or {}).items():
             if value is None:
                 continue
@@ -129,7 +128,7 @@ class Config:
         try:
             cfg = cls.from_dict(data)
         except ConfigError as e:
-            raise ConfigError([f"{path}: {p}" if path else p for p in e.problems] + problems) from None
+            raise ConfigError([f"{path}: {p}" if path else p for p in e.problems]) from None
         return cfg
 
     def validate(self) -> "Config":
@@ -137,13 +136,6 @@ class Config:
         if problems:
             raise ConfigError(problems)
         return self
-
-    def set(self, dotted: str, value: Any) -> None:
-        section, key = dotted.split(".", 1)
-        obj = getattr(self, section)
-        if not hasattr(obj, key):
-            raise KeyError(f"unknown config key {dotted!r}")
-        setattr(obj, key, value)
 
 
 class ConfigError(ValueError):

@@ -77,14 +77,11 @@ LEGACY_POLICY = CropPolicy(0.9, CROP_SIZE)
 # The policy new models are trained under (chosen by the photo evaluation, README "crop policy").
 DEFAULT_POLICY = CropPolicy(1.3, CROP_SIZE, up=0.15)
 POLICY = DEFAULT_POLICY.name
-TEMPLATE_SCALE = DEFAULT_POLICY.scale
 
 
 def template(size: int = CROP_SIZE, scale: float | None = None) -> np.ndarray:
     """Keypoint targets of the default policy (or of a centred template at `scale`)."""
-    if scale is None and size == DEFAULT_POLICY.size:
-        return DEFAULT_POLICY.template()
-    return CropPolicy(DEFAULT_POLICY.scale if scale is None else scale, size).template()
+    return (_policy(size, None) if scale is None else CropPolicy(scale, size)).template()
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -114,19 +111,24 @@ def box_keypoints(box) -> np.ndarray:
     return np.stack([x1 + unit[:, 0] * (x2 - x1), y1 + unit[:, 1] * (y2 - y1)], axis=1)
 
 
+def _policy(size: int | None, policy: CropPolicy | None) -> CropPolicy:
+    """An explicit policy, else the default one (at another crop size when one is given)."""
+    return policy or (DEFAULT_POLICY if size is None else CropPolicy(DEFAULT_POLICY.scale, size, DEFAULT_POLICY.up))
+
+
 def _points(box, kps) -> np.ndarray:
     return box_keypoints(box) if kps is None else np.asarray(kps, np.float64).reshape(5, 2)
 
 
 def crop_face(image: np.ndarray, box, kps=None, size: int | None = None, policy: CropPolicy | None = None) -> np.ndarray:
     """(RGB image, box, 5 keypoints in image pixels) -> policy.size square RGB uint8 crop."""
-    policy = policy or (DEFAULT_POLICY if size is None else CropPolicy(DEFAULT_POLICY.scale, size))
+    policy = _policy(size, policy)
     m = policy.matrix(_points(box, kps))
     return cv2.warpAffine(image, m, (policy.size, policy.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def crop_faces(image: np.ndarray, boxes, kpss, size: int | None = None, policy: CropPolicy | None = None) -> np.ndarray:
-    policy = policy or (DEFAULT_POLICY if size is None else CropPolicy(DEFAULT_POLICY.scale, size))
+    policy = _policy(size, policy)
     n = len(boxes)
     out = np.empty((n, policy.size, policy.size, 3), np.uint8)
     for i in range(n):

@@ -73,8 +73,8 @@ def ensure_detector_file(cfg: DetectorConfig) -> str:
         files = sorted(glob.glob(os.path.join(folder, "det_*.onnx")))
         return files[0] if files else None
 
-    if found():
-        return found()
+    if path := found():
+        return path
     if os.path.isdir(folder) and os.listdir(folder):
         raise DetectorUnavailable(f"{folder} holds no det_*.onnx (an interrupted download?): remove the folder to "
                                   f"download it again, or {_HOW}")
@@ -95,9 +95,9 @@ def ensure_detector_file(cfg: DetectorConfig) -> str:
                 shutil.rmtree(folder, ignore_errors=True)  # never leave a half pack that looks present
                 raise DetectorUnavailable(f"InsightFace pack {pack!r} is not under {root}/models and could not be "
                                           f"downloaded ({type(e).__name__}: {e}). Offline? {_HOW}") from None
-    if not found():
+    if not (path := found()):
         raise DetectorUnavailable(f"the downloaded pack {pack!r} in {folder} holds no det_*.onnx: {_HOW}")
-    return found()
+    return path
 
 
 def load_scrfd(cfg: DetectorConfig):

@@ -157,7 +157,7 @@ def cut_shards(files: list[FileEntry], shard_size: int = 256, parts: int = 1) ->
         for f in chunk:
             h.update(f.path.encode("utf-8", "surrogateescape") + b"\0")
         dirs = {os.path.dirname(f.path) for f in chunk}
-        directory = dirs.pop() if len(dirs) == 1 else os.path.commonpath(sorted(dirs | {os.path.dirname(chunk[0].path)}))
+        directory = dirs.pop() if len(dirs) == 1 else os.path.commonpath(sorted(dirs))
         shards.append(Shard(h.hexdigest()[:16], directory, chunk))
     return shards
 

@@ -82,10 +82,7 @@ class _stop_on_signals:
         return False
 
 
-
-
-# ------------------------------------------------------------------------------ run identity
-
+# ------------------------------------------------------------------------------ models, before any work
 
 def preflight(cfg: Config) -> None:
     """Resolve and check the detector and the age/gender model in the driver: a missing or refused model is
@@ -99,7 +96,6 @@ def preflight(cfg: Config) -> None:
 
 
 # ------------------------------------------------------------------------------ one shard
-
 
 def process_shard(annotator, shard: Shard, out: str | os.PathLike, run_id: str) -> dict[str, Any]:
     """Annotate one shard and commit it (faceproc.runstate.commit_shard: rows first, marker last)."""
@@ -224,7 +220,7 @@ def _ray_workers(cfg: Config) -> int:
     """How many worker actors the cluster takes (starts or attaches to Ray)."""
     ray = _init_ray(cfg)
     cpus = float(ray.cluster_resources().get("CPU", 1))
-    return max(1, cfg.run.workers or int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
+    return cfg.run.workers or max(1, int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
 
 
 def _run_ray(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: Callable) -> list[dict]:
@@ -232,8 +228,7 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: 
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
     per = max(cfg.run.cpus_per_worker, 0.01)
-    n_workers = cfg.run.workers or max(1, int(cpus // per))
-    n_workers = max(1, min(n_workers, len(shards)))
+    n_workers = max(1, min(_ray_workers(cfg), len(shards)))
     gpu_each = cfg.run.gpus_per_worker
     if gpu_each is None:
         gpu_each = min(1.0, gpus / n_workers) if gpus else 0.0

@@ -32,6 +32,11 @@ def draw(rgb: np.ndarray, faces, scale: float) -> np.ndarray:
     return img
 
 
+def preview_name(image_path: str) -> str:
+    """File name of a photo's preview in OUT/previews (the report links thumbnails to it by this name)."""
+    return f"{Path(image_path).stem[:60]}-{hashlib.sha1(image_path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}.jpg"
+
+
 def write_previews(out: str | Path, n: int, dec_cfg: DecodeConfig | None = None) -> list[Path]:
     """Previews of the n images with the most faces (ties: path order) into OUT/previews/."""
     out = Path(out)
@@ -46,8 +51,7 @@ def write_previews(out: str | Path, n: int, dec_cfg: DecodeConfig | None = None)
         except DecodeFailure:
             continue
         img = draw(dec.rgb, faces[faces["image_path"] == path], dec.scale)
-        name = f"{Path(path).stem[:60]}-{hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}.jpg"
-        dst = out / "previews" / name
+        dst = out / "previews" / preview_name(path)
         dst.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, 88])
         written.append(dst)

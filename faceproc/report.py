@@ -68,7 +68,9 @@ def _gallery(faces, images, out: Path, seed: int = 0) -> list[dict]:
     import pandas as pd
 
     sel = pd.concat(picks)
-    previews = {p.stem.rsplit("-", 1)[0]: p.name for p in (out / "previews").glob("*.jpg")} if (out / "previews").exists() else {}
+    from .preview import preview_name
+
+    previews = {p.name for p in (out / "previews").glob("*.jpg")} if (out / "previews").exists() else set()
     cards = []
     cfg = DecodeConfig(max_side=1600)
     for path, rows in sel.groupby("image_path", sort=False):
@@ -85,8 +87,8 @@ def _gallery(faces, images, out: Path, seed: int = 0) -> list[dict]:
                 continue
             crop = cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
             ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
-            stem = Path(path).stem[:60]
-            link = f"previews/{previews[stem]}" if stem in previews else Path(path).as_uri() if path.startswith("/") else path
+            pv = preview_name(path)
+            link = f"previews/{pv}" if pv in previews else Path(path).as_uri() if path.startswith("/") else path
             cards.append({"band": r.band, "gender": r.gender, "age": float(r.age), "score": float(r.det_score),
                           "path": path, "link": link, "jpeg": base64.b64encode(buf.tobytes()).decode()})
     order = {b: i for i, b in enumerate(AGE_BANDS)}

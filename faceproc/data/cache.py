@@ -24,16 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import DecodeConfig, DetectorConfig
-from ..crop import LEGACY_POLICY, crop_face
-
-# The cache stores crops cut under one fixed policy (plus the keypoints, so `load_crops` cuts any other
-# without detecting again): changing the default policy must not invalidate 25 minutes of detection.
-STORED_POLICY = LEGACY_POLICY
+from ..crop import LEGACY_POLICY, crop_face, crop_face_filled
 from ..decode import DecodeFailure, decode_file
 from ..schema import NO_FACES, write_text_atomic
 from .records import FaceRecord
 
 log = logging.getLogger(__name__)
+
+# The cache stores crops cut under one fixed policy (plus the keypoints, so `load_crops` cuts any other
+# without detecting again): changing the default policy must not invalidate 25 minutes of detection.
+STORED_POLICY = LEGACY_POLICY
 
 CACHE_SCHEMA = pa.schema(
     [
@@ -237,6 +237,14 @@ def _smooth_field(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(field + rng.normal(0, rng.uniform(2, 12), (size, size, 1)), 0, 255).astype(np.uint8)
 
 
+def stored_policy(path: str | os.PathLike) -> str:
+    """The policy a cache's stored crops were cut under (its meta; caches from before policies changed: the
+    legacy one)."""
+    meta_path = Path(path).with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return meta.get("crop_policy") or LEGACY_POLICY.name
+
+
 def load_crops(path: str | os.PathLike, policy=None, fill: str | None = None, keys: set[str] | None = None,
                seed: int = 0, groups: dict[str, str] | None = None, progress_every: int = 5000) -> dict[str, np.ndarray]:
     """Crops of the usable rows cut under `policy` from the stored keypoints (no detection again).
@@ -246,14 +254,7 @@ def load_crops(path: str | os.PathLike, policy=None, fill: str | None = None, ke
     filled only from training images), or now and then a smooth colour field: a face in a photo has
     real surroundings. Without a policy, or with the cache's own policy and no fill, the stored crops
     are returned (a packed cache has no source images)."""
-    from ..crop import crop_face, crop_face_filled
-
-    meta_path = Path(path).with_suffix(".json")
-    from ..crop import LEGACY_POLICY
-
-    # A cache's crops were cut under its meta's policy; caches from before policies changed: the legacy one.
-    stored_policy = (json.loads(meta_path.read_text()) if meta_path.exists() else {}).get("crop_policy") or LEGACY_POLICY.name
-    if policy is None or (policy.name == stored_policy and fill is None):
+    if policy is None or (policy.name == stored_policy(path) and fill is None):
         return load_cache(path, keys)
     t = pq.read_table(path)
     if "kps" not in t.column_names:
@@ -267,7 +268,7 @@ def load_crops(path: str | os.PathLike, policy=None, fill: str | None = None, ke
     if fill not in (None, "real"):
         raise ValueError(f"unknown fill {fill!r} (none or real)")
     images = []
-    for i, p in enumerate(df["path"]):
+    for p in df["path"]:
         img = cv2.imread(p, cv2.IMREAD_COLOR)
         if img is None:
             raise FileNotFoundError(f"training image missing (needed to cut {policy.name} crops): {p}")

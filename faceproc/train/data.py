@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..crop import DEFAULT_POLICY, LEGACY_POLICY, parse_policy, policy_from_card
+from ..crop import DEFAULT_POLICY, parse_policy, policy_from_card
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def read_records(cfg: TrainConfig):
 
 def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """Records -> split manifest -> crop cache -> arrays for train and val."""
-    from ..data.cache import build_cache, cache_records, load_crops
+    from ..data.cache import build_cache, cache_records, load_crops, stored_policy
     from ..data.split import read_manifest, stratified_split, write_manifest
 
     cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
@@ -57,7 +57,7 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     else:
         split = stratified_split(records, cfg.val_fraction, cfg.seed)
         write_manifest(manifest, split, {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "stratified_by": "age band x gender"})
-    policy = training_policy(cfg, None if cfg.datasets else (cache_meta.get("crop_policy") or LEGACY_POLICY.name))
+    policy = training_policy(cfg, None if cfg.datasets else stored_policy(cache_path))
     groups = {k: split.get(k, "train") for k in pq_keys(cache_path)}
     train_keys = {k for k, g in groups.items() if g == "train"}
     train = load_crops(cache_path, policy, cfg.crop_fill, keys=train_keys, seed=cfg.seed, groups=groups)
