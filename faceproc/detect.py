@@ -74,7 +74,7 @@ def ensure_detector_file(cfg: DetectorConfig) -> str:
         return files[0] if files else None
 
     if path := found():
-        return path
+        return _verified(pack, path, downloaded=False)
     if os.path.isdir(folder) and os.listdir(folder):
         raise DetectorUnavailable(f"{folder} holds no det_*.onnx (an interrupted download?): remove the folder to "
                                   f"download it again, or {_HOW}")
@@ -97,6 +97,38 @@ def ensure_detector_file(cfg: DetectorConfig) -> str:
                                           f"downloaded ({type(e).__name__}: {e}). Offline? {_HOW}") from None
     if not (path := found()):
         raise DetectorUnavailable(f"the downloaded pack {pack!r} in {folder} holds no det_*.onnx: {_HOW}")
+    return _verified(pack, path, downloaded=True)
+
+
+# SHA-256 of InsightFace's own detector files, per pack (checked against the files in ../shared, which are
+# byte-identical to the packs'). A pack not listed is used as found, with its checksum logged.
+KNOWN_SHA256 = {
+    ("buffalo_m", "det_2.5g.onnx"): "041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9",
+    ("buffalo_s", "det_500m.onnx"): "5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a",
+}
+
+
+def _verified(pack: str, path: str, downloaded: bool) -> str:
+    """A corrupt or tampered detector must stop the run before any worker loads it."""
+    import hashlib
+    import os
+    import shutil
+
+    want = KNOWN_SHA256.get((pack, os.path.basename(path)))
+    with open(path, "rb") as f:
+        got = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+            hashlib.sha256(f.read()).hexdigest()
+    if want is None:
+        log.info("detector %s sha256 %s (no reference checksum for pack %s)", path, got, pack)
+        return path
+    if got != want:
+        folder = os.path.dirname(path)
+        if downloaded:
+            shutil.rmtree(folder, ignore_errors=True)  # never leave a bad pack that looks present
+            raise DetectorUnavailable(f"the downloaded {pack!r} detector has sha256 {got}, expected {want}: the "
+                                      f"download was corrupted or tampered with; nothing was kept, retry or {_HOW}")
+        raise DetectorUnavailable(f"{path} has sha256 {got}, expected {want} for InsightFace's {pack!r}: the file is "
+                                  f"corrupt or not the pack's; remove {folder} to download it again, or {_HOW}")
     return path
 
 

@@ -155,8 +155,30 @@ def _init_ray(cfg: Config):
             # address="local": always a fresh embedded cluster. A bare ray.init() would join the last cluster
             # started on this machine (Ray's ray_current_cluster file), and hang forever when that one is dead.
             log.info("starting an embedded Ray cluster for this run (set RAY_ADDRESS or run.ray_address to use another)")
+            _keep_token_auth()
             ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
     return ray
+
+
+def _keep_token_auth() -> None:
+    """The embedded cluster listens on every interface: token authentication stays on, quietly.
+
+    Ray enables it for a new local cluster only when RAY_AUTH_MODE is unset, and then prints a message whose
+    usual answer (RAY_AUTH_MODE=disabled) would open the ports to anyone on the network. Setting the mode
+    explicitly keeps it on without the message; Ray creates ~/.ray/auth_token if no token is set.
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is None:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:  # Ray reads the mode once per process: refresh it, as its own _enable_token_auth does
+            from ray._raylet import Config as RayConfig
+
+            RayConfig.initialize("")
+        except Exception:  # a Ray without this hook reads the variable at start-up anyway
+            pass
+    elif mode.lower() != "token":
+        log.warning("RAY_AUTH_MODE=%s: the embedded Ray cluster runs WITHOUT token authentication, and anyone who "
+                    "can reach this machine's network ports can run code on it while the run lasts", mode)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

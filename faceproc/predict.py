@@ -52,6 +52,38 @@ def check_model_file(cfg: ModelConfig) -> Path:
     return path
 
 
+def import_backend_quietly():
+    """Import Keras (and its backend) with native stderr captured: TensorFlow's C++ start-up lines (absl,
+    cuInit, oneDNN) ignore TF_CPP_MIN_LOG_LEVEL and would land on the user's terminal from every worker.
+    They go to the debug log instead; Python errors still raise as usual."""
+    import os
+    import sys
+    import tempfile
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.list_physical_devices("GPU")  # the CUDA probe prints its lines here, not later
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        for line in tmp.read().decode("utf-8", "replace").splitlines():
+            if line.strip():
+                log.debug("backend start-up: %s", line)
+    return keras
+
+
 def set_threads(n: int) -> None:
     """Cap TensorFlow's thread pools so several workers on one machine do not fight over the cores."""
     if not n:
@@ -73,6 +105,7 @@ class AgeGenderPredictor:
         """From the config (a shipped variant or a .keras file with its card), or from an in-memory Keras
         `model` (training's final evaluation): one predict path for annotate, evaluate and training."""
         self.cfg = cfg or ModelConfig()
+        import_backend_quietly()
         set_threads(self.cfg.threads)
         if model is not None:
             self.model, self.card = model, {}

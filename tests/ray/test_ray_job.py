@@ -34,13 +34,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+TOKEN_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """A loopback cluster with token authentication on, as the README tells cluster users to run it.
+
+    The token is fresh per test module and travels in RAY_AUTH_TOKEN (cluster, this client and the jobs
+    it submits), so nothing here depends on, or writes, ~/.ray/auth_token.
+    """
+    import secrets
+
     port, dash = free_port(), free_port()
-    # A loopback-only test cluster: token authentication off, explicitly, for the cluster and this
-    # client alike (otherwise Ray turns it on whenever an earlier local run left ~/.ray/auth_token).
-    saved_mode = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
+    saved = {k: os.environ.get(k) for k in TOKEN_VARS}
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
     start = subprocess.run(
@@ -61,13 +70,16 @@ def cluster(tmp_path_factory):
                 if time.time() > deadline:
                     raise
                 time.sleep(1)
+        client.test_gcs_address = f"127.0.0.1:{port}"
+        client.test_dashboard = address
         yield client
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
-        if saved_mode is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved_mode
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +223,79 @@ def test_worker_killed_mid_run_still_completes(cluster, archive, reference, tmp_
     faces, images = rows(out)
     same(images, ref_images)
     same(faces, ref_faces)
+
+
+NO_TOKEN_CLIENT = r"""
+import sys, ray
+try:
+    ray.init(address=sys.argv[1])
+    print("RESULT", ray.get(ray.remote(lambda: "ran").remote()))
+except Exception as e:
+    print("REFUSED", type(e).__name__)
+"""
+
+
+def _client(address, env, tmp_path):
+    """A separate client process: its own HOME, so no token file is found unless env names one."""
+    home = tmp_path / "client-home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARS} | {"HOME": str(home)} | env
+    r = subprocess.run([sys.executable, "-c", NO_TOKEN_CLIENT, address], env=env, capture_output=True,
+                       text=True, timeout=120)
+    return r.stdout
+
+
+def test_client_without_token_cannot_submit(cluster, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{cluster.test_dashboard}/api/jobs/", data=b'{"entrypoint": "echo pwned"}',
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 401
+    # The usual answer to Ray's token message, RAY_AUTH_MODE=disabled, must not get a client in.
+    assert "REFUSED" in _client(cluster.test_gcs_address, {"RAY_AUTH_MODE": "disabled"}, tmp_path)
+    # ... and the same client with the token does (so the refusal above is about the token).
+    ok = _client(cluster.test_gcs_address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.environ["RAY_AUTH_TOKEN"]},
+                 tmp_path)
+    assert "RESULT ran" in ok
+
+
+EMBEDDED = r"""
+import os, sys, ray
+from faceproc.config import Config
+from faceproc.engine import _init_ray
+_init_ray(Config())
+print("MODE", os.environ.get("RAY_AUTH_MODE"), flush=True)
+print("GCS", ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()  # hold the cluster until the test closes stdin
+"""
+
+
+def test_embedded_cluster_keeps_token_authentication(tmp_path):
+    """`faceproc annotate`'s own cluster listens on every interface: a client without the token is refused."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARS + ("RAY_ADDRESS",)}
+    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
+    p = subprocess.Popen([sys.executable, "-c", EMBEDDED], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        lines = {}
+        while len(lines) < 2:
+            line = p.stdout.readline()
+            assert line, p.stderr.read()[-3000:]
+            key, _, value = line.strip().partition(" ")
+            if key in ("MODE", "GCS"):
+                lines[key] = value
+        assert lines["MODE"] == "token"
+        token_file = home / ".ray" / "auth_token"
+        assert token_file.exists()
+        assert "REFUSED" in _client(lines["GCS"], {"RAY_AUTH_MODE": "disabled"}, tmp_path)
+        assert "RESULT ran" in _client(lines["GCS"], {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}, tmp_path)
+    finally:
+        p.stdin.close()
+        p.wait(timeout=120)
+    # ... and quietly: Ray's message, whose usual answer is to turn authentication off, is not shown.
+    assert "Set RAY_AUTH_MODE=disabled" not in p.stderr.read()

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,6 +181,35 @@ def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
     assert not any((tmp_path / n).exists() for n in ("out1", "out2", "out3"))
 
 
+def test_detector_checksum_refuses_corrupt_download_and_corrupt_file(tmp_path, monkeypatch):
+    from faceproc.config import DetectorConfig
+    from faceproc.detect import DetectorUnavailable, ensure_detector_file
+    import insightface.utils.storage as storage
+
+    downloads = []
+
+    def corrupt_download(sub, name, root):  # a truncated or tampered zip that still unpacks
+        downloads.append(name)
+        folder = Path(root) / sub / name
+        folder.mkdir(parents=True)
+        (folder / "det_2.5g.onnx").write_bytes(b"not the model")
+
+    monkeypatch.setattr(storage, "download", corrupt_download)
+    monkeypatch.delenv("FACEPROC_DETECTOR_FILE", raising=False)
+    monkeypatch.delenv("FACEPROC_INSIGHTFACE_ROOT", raising=False)
+    cfg = DetectorConfig(root=str(tmp_path / "root"))
+    with pytest.raises(DetectorUnavailable, match="sha256.*expected 041f73f4"):
+        ensure_detector_file(cfg)
+    assert downloads == ["buffalo_m"]
+    assert not (tmp_path / "root" / "models" / "buffalo_m").exists()  # nothing bad kept for the next run
+    # a corrupt file already in place: named, with the way out
+    bad = tmp_path / "root2" / "models" / "buffalo_m"
+    bad.mkdir(parents=True)
+    (bad / "det_2.5g.onnx").write_bytes(b"\0" * 100)
+    with pytest.raises(DetectorUnavailable, match=f"remove {bad}"):
+        ensure_detector_file(DetectorConfig(root=str(tmp_path / "root2")))
+
+
 def test_unreachable_cluster_fails_fast(tmp_path, fakes):  # noqa: F811
     import socket
     import time
@@ -291,3 +321,15 @@ def test_lock_of_a_killed_driver_is_taken_over(tmp_path, fakes):  # noqa: F811
     (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "process_start": 1.0}))
     annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
     assert len(pd.read_parquet(out / "images")) == 8
+
+
+def test_backend_start_up_chatter_stays_off_the_terminal():
+    """TensorFlow's C++ lines (absl, cuInit, oneDNN) ignore TF_CPP_MIN_LOG_LEVEL; the predictor's import
+    captures them, in the driver and in every Ray worker alike."""
+    import subprocess
+    import sys
+
+    code = "from faceproc.predict import import_backend_quietly; k = import_backend_quietly(); print(k.__name__)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "keras", r.stderr
+    assert "absl" not in r.stderr and "cuda" not in r.stderr.lower() and "oneDNN" not in r.stderr, r.stderr
