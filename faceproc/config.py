@@ -41,8 +41,9 @@ class DecodeConfig:
 
 
 @dataclass
-class DetectorConfig:
-    kind: str = "scrfd"  # faceproc.detect.DETECTORS: scrfd (InsightFace pack) | yunet (OpenCV, needs model_file)
+class ScrfdConfig:
+    """InsightFace's SCRFD (boxes + 5 keypoints), from a pack folder or an explicit .onnx file."""
+
     pack: str | None = None  # InsightFace pack; None -> $FACEPROC_DETECTOR_PACK -> buffalo_m (SCRFD-2.5GF)
     # Where the model file lies does not change rows (the pack and its file do, through the model label).
     root: str | None = field(default=None, metadata=SAME_ROWS)  # None -> $FACEPROC_INSIGHTFACE_ROOT -> ~/.insightface
@@ -53,11 +54,42 @@ class DetectorConfig:
     # the photo is shrunk to 640.
     full_res: str = "auto"  # auto (when the decoded long side > full_res_above) | always | never
     full_res_above: int = 1100
+    full_res_max: int = 2048  # long side of that pass's canvas at most (1280, 1536 or 2048): less is cheaper
+    # Inference runtime: auto (onnxruntime on CUDA when present, else openvino when installed, else
+    # onnxruntime on the CPU) | onnxruntime | openvino (CPU: the same outputs at f32, 1.2x faster).
+    runtime: str = "auto"
+    # openvino: auto (OpenVINO's default: bf16 on CPUs with bf16 units, about 2x faster than f32 with
+    # the same recall, slightly different scores; f32 elsewhere) | f32 | bf16.
+    precision: str = "auto"
+
+
+@dataclass
+class YunetConfig:
+    """OpenCV's YuNet (cv2.FaceDetectorYN): a 230 KB model, several times cheaper than SCRFD-2.5G."""
+
+    model_file: str | None = field(default=None, metadata=SAME_ROWS)  # required: face_detection_yunet_2023mar.onnx
+    max_side: int = 640  # one pass at the decoded resolution, at most this long side ...
+    full_res: str = "auto"  # ... or at up to 2048 px for photos above full_res_above (auto | always | never)
+    full_res_above: int = 1100
+
+
+@dataclass
+class DetectorConfig:
+    """Settings every detector kind shares; each kind's own settings sit under its name."""
+
+    kind: str = "scrfd"  # faceproc.detect.DETECTORS: scrfd | yunet
     threshold: float = 0.5
     nms_threshold: float = 0.4
     min_face: float = 8.0  # drop boxes smaller than this (original pixels, shorter side)
     max_faces: int = 0  # 0 = keep all
-    threads: int = field(default=0, metadata=SAME_ROWS)  # onnxruntime intra-op threads; 0 = onnxruntime default
+    threads: int = field(default=0, metadata=SAME_ROWS)  # inference intra-op threads; 0 = the runtime's default
+    scrfd: ScrfdConfig = field(default_factory=ScrfdConfig)
+    yunet: YunetConfig = field(default_factory=YunetConfig)
+
+    @property
+    def active(self):
+        """The settings of the chosen kind."""
+        return getattr(self, self.kind)
 
 
 @dataclass
@@ -151,10 +183,17 @@ _RULES: dict[str, tuple[Any, str]] = {
     "decode.max_pixels": (lambda v: v > 0, "must be > 0"),
     "decode.max_side": (lambda v: v >= 64, "must be >= 64"),
     "decode.min_side": (lambda v: v >= 1, "must be >= 1"),
-    "detector.sizes": (lambda v: len(v) > 0 and all(32 <= x <= 4096 for x in v), "must be a non-empty list of sizes 32..4096"),
     "detector.kind": (lambda v: v in ("scrfd", "yunet"), "must be scrfd or yunet (faceproc.detect.DETECTORS)"),
-    "detector.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
-    "detector.full_res_above": (lambda v: v > 0, "must be > 0"),
+    "detector.scrfd.sizes": (lambda v: len(v) > 0 and all(32 <= x <= 4096 for x in v),
+                             "must be a non-empty list of sizes 32..4096"),
+    "detector.scrfd.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
+    "detector.scrfd.full_res_above": (lambda v: v > 0, "must be > 0"),
+    "detector.scrfd.full_res_max": (lambda v: v in (1280, 1536, 2048), "must be 1280, 1536 or 2048"),
+    "detector.scrfd.runtime": (lambda v: v in ("auto", "onnxruntime", "openvino"), "must be auto, onnxruntime or openvino"),
+    "detector.scrfd.precision": (lambda v: v in ("auto", "f32", "bf16"), "must be auto, f32 or bf16"),
+    "detector.yunet.max_side": (lambda v: 32 <= v <= 4096, "must be 32..4096"),
+    "detector.yunet.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
+    "detector.yunet.full_res_above": (lambda v: v > 0, "must be > 0"),
     "detector.threshold": (lambda v: 0 < v < 1, "must be between 0 and 1"),
     "detector.nms_threshold": (lambda v: 0 < v < 1, "must be between 0 and 1"),
     "detector.min_face": (lambda v: v >= 0, "must be >= 0"),
@@ -172,26 +211,37 @@ _RULES: dict[str, tuple[Any, str]] = {
 }
 
 
+def _walk(obj, where: str):
+    """(dotted key, field, value) of every leaf setting, through nested sections."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            yield from _walk(value, key)
+        else:
+            yield key, f, value
+
+
 def row_settings(cfg: "Config") -> dict[str, dict[str, Any]]:
-    """The settings that change rows, by section (fields not marked SAME_ROWS)."""
-    out = {}
-    for section in _SECTIONS:
-        obj = getattr(cfg, section)
-        out[section] = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.metadata.get("rows", True)}
+    """The settings that change rows (fields not marked SAME_ROWS), by section, nested keys dotted."""
+    out: dict[str, dict[str, Any]] = {}
+    inactive = tuple(f"detector.{k}." for k in _DETECTOR_KINDS if k != cfg.detector.kind)
+    for key, f, value in _walk(cfg, ""):
+        if f.metadata.get("rows", True) and not key.startswith(inactive):
+            section, rest = key.split(".", 1)
+            out.setdefault(section, {})[rest] = value
     return out
 
 
 def _validate(cfg: "Config") -> list[str]:
     problems = []
-    for section in _SECTIONS:
-        obj = getattr(cfg, section)
-        for f in dataclasses.fields(obj):
-            key, value = f"{section}.{f.name}", getattr(obj, f.name)
-            rule = _RULES.get(key)
-            if rule and not rule[0](value):
-                problems.append(f"{key} = {value!r}: {rule[1]}")
+    for key, _, value in _walk(cfg, ""):
+        rule = _RULES.get(key)
+        if rule and not rule[0](value):
+            problems.append(f"{key} = {value!r}: {rule[1]}")
     if cfg.model.min_age >= cfg.model.max_age:
         problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
+    if cfg.detector.scrfd.precision == "bf16" and cfg.detector.scrfd.runtime == "onnxruntime":
+        problems.append("detector.scrfd.precision = bf16 needs detector.scrfd.runtime = openvino (or auto)")
     return problems
 
 
@@ -218,16 +268,16 @@ def _build(cls, data: dict[str, Any], where: str):
     if not isinstance(data, dict):
         raise ConfigError([f"config section {where or '<root>'} must be a mapping, got {type(data).__name__}"])
     known = {f.name: f for f in dataclasses.fields(cls)}
-    problems = [f"unknown key {(where + '.') if where else ''}{k} (known: {', '.join(sorted(known))})"
+    problems = [f"unknown key {(where + '.') if where else ''}{k} (known: {', '.join(sorted(known))}){_moved(cls, k)}"
                 for k in sorted(set(data) - set(known), key=str)]
     kwargs = {}
     for name, value in data.items():
         if name not in known:
             continue
-        sub = _SECTIONS.get(name) if cls is Config else None
+        sub = _SECTIONS.get(name) if cls is Config else _subsection(known[name])
         if sub:
             try:
-                kwargs[name] = _build(sub, value or {}, name)
+                kwargs[name] = _build(sub, value or {}, f"{where}.{name}" if where else name)
             except ConfigError as e:
                 problems += e.problems
         else:
@@ -247,19 +297,41 @@ def _build(cls, data: dict[str, Any], where: str):
     return obj
 
 
+_DETECTOR_KINDS = ("scrfd", "yunet")
+
+
+def _moved(cls, key) -> str:
+    """Detector settings moved under their kind (detector.sizes -> detector.scrfd.sizes): say where."""
+    if cls is not DetectorConfig:
+        return ""
+    homes = [k for k in _DETECTOR_KINDS if key in {f.name for f in dataclasses.fields(_subsection_of(k))}]
+    return f"; it now sits under its detector kind: {', '.join(f'detector.{k}.{key}' for k in homes)}" if homes else ""
+
+
+def _subsection_of(kind: str):
+    return {"scrfd": ScrfdConfig, "yunet": YunetConfig}[kind]
+
+
+def _subsection(f: dataclasses.Field):
+    """The dataclass of a nested section field (detector.scrfd ...), else None."""
+    t = f.type if isinstance(f.type, type) else globals().get(str(f.type))
+    return t if dataclasses.is_dataclass(t) else None
+
+
 _SECTIONS = {"decode": DecodeConfig, "detector": DetectorConfig, "model": ModelConfig, "run": RunConfig}
 
 
 def resolve_insightface_root(cfg: DetectorConfig) -> str:
-    return cfg.root or os.environ.get(ENV_INSIGHTFACE_ROOT) or "~/.insightface"
+    return cfg.scrfd.root or os.environ.get(ENV_INSIGHTFACE_ROOT) or "~/.insightface"
 
 
 def resolve_detector_pack(cfg: DetectorConfig) -> str:
-    return cfg.pack or os.environ.get(ENV_DETECTOR_PACK) or "buffalo_m"
+    return cfg.scrfd.pack or os.environ.get(ENV_DETECTOR_PACK) or "buffalo_m"
 
 
 def resolve_detector_file(cfg: DetectorConfig) -> str | None:
-    return cfg.model_file or os.environ.get(ENV_DETECTOR_FILE) or None
+    """The chosen kind's explicit model file (its model_file, else $FACEPROC_DETECTOR_FILE)."""
+    return cfg.active.model_file or os.environ.get(ENV_DETECTOR_FILE) or None
 
 
 def resolve_weights_dir(cfg: ModelConfig) -> Path:

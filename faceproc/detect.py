@@ -46,8 +46,8 @@ class DetectorUnavailable(RuntimeError):
     """The SCRFD model file cannot be found or fetched; the message names the setting to use."""
 
 
-_HOW = ("point detector.root / $FACEPROC_INSIGHTFACE_ROOT at a folder holding models/<pack>/det_*.onnx, "
-        "or detector.model_file / $FACEPROC_DETECTOR_FILE at an SCRFD .onnx file")
+_HOW = ("point detector.scrfd.root / $FACEPROC_INSIGHTFACE_ROOT at a folder holding models/<pack>/det_*.onnx, "
+        "or detector.scrfd.model_file / $FACEPROC_DETECTOR_FILE at an SCRFD .onnx file")
 
 
 def ensure_detector_file(cfg: DetectorConfig) -> str:
@@ -58,7 +58,7 @@ def ensure_detector_file(cfg: DetectorConfig) -> str:
 
     explicit = resolve_detector_file(cfg)
     if cfg.kind != "scrfd" and not explicit:
-        raise DetectorUnavailable(f"detector kind {cfg.kind} needs its model file: set detector.model_file or "
+        raise DetectorUnavailable(f"detector kind {cfg.kind} needs its model file: set detector.{cfg.kind}.model_file or "
                                   f"$FACEPROC_DETECTOR_FILE")
     if explicit:
         path = os.path.abspath(os.path.expanduser(explicit))
@@ -133,7 +133,8 @@ def _verified(pack: str, path: str, downloaded: bool) -> str:
 
 
 def load_scrfd(cfg: DetectorConfig):
-    """The SCRFD model object of insightface (model_zoo), on CPU or CUDA as onnxruntime offers."""
+    """The SCRFD model object of insightface (model_zoo), on CPU or CUDA as onnxruntime offers, or with its
+    inference on OpenVINO (detector.scrfd.runtime): insightface's pre- and post-processing either way."""
     import onnxruntime as ort
     from insightface.model_zoo import model_zoo
 
@@ -159,9 +160,83 @@ def load_scrfd(cfg: DetectorConfig):
         )
         model = app.det_model
     if model is None or getattr(model, "taskname", None) != "detection":
-        raise RuntimeError(f"no SCRFD detection model found (pack={cfg.pack!r}, file={model_file!r})")
+        raise RuntimeError(f"no SCRFD detection model found (pack={cfg.scrfd.pack!r}, file={model_file!r})")
+    if scrfd_runtime(cfg.scrfd.runtime, providers) == "openvino":
+        from insightface.model_zoo.scrfd import SCRFD
+
+        factory = OpenVinoSessions(cfg.scrfd.precision, cfg.threads)
+        model = SCRFD(model_file=model.model_file, session=model.session, resolution_session_factory=factory)
+        providers = ["CPUExecutionProvider"]
     model.prepare(0 if "CUDAExecutionProvider" in providers else -1, det_thresh=cfg.threshold, nms_thresh=cfg.nms_threshold)
     return model
+
+
+def scrfd_runtime(setting: str, providers: list[str]) -> str:
+    """auto: onnxruntime where it has CUDA, else OpenVINO when installed (about 2x faster on a CPU at the
+    same recall, benchmarks/detect_options.py), else onnxruntime on the CPU."""
+    if setting != "auto":
+        return setting
+    if "CUDAExecutionProvider" in providers:
+        return "onnxruntime"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "onnxruntime"
+    return "openvino"
+
+
+class OpenVinoSessions:
+    """insightface's SCRFD asks for one session per input size; this gives it OpenVINO compiled models with
+    the onnxruntime `run(names, feed)` call shape. At f32 the outputs equal onnxruntime's (to ~1e-5); bf16
+    is about twice as fast on CPUs with bf16 units, with slightly different scores."""
+
+    def __init__(self, precision: str = "auto", threads: int = 0):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise DetectorUnavailable("detector.scrfd.runtime = openvino needs the openvino package: "
+                                      "pip install openvino, or set detector.scrfd.runtime = onnxruntime") from None
+        self.core = ov.Core()
+        self.config = {"PERFORMANCE_HINT": "LATENCY"}
+        if precision != "auto":
+            self.config["INFERENCE_PRECISION_HINT"] = precision
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+
+    def __call__(self, model_file, input_size, reference_session):
+        return _OpenVinoSession(self, model_file, input_size, reference_session)
+
+
+class _OpenVinoSession:
+    def __init__(self, owner: OpenVinoSessions, model_file: str, input_size, reference):
+        model = owner.core.read_model(model_file)
+        w, h = input_size
+        model.reshape({model.inputs[0].any_name: [1, 3, int(h), int(w)]})
+        self.compiled = owner.core.compile_model(model, "CPU", owner.config)
+        self.request = self.compiled.create_infer_request()
+        self.reference, self.size = reference, (int(w), int(h))
+        self.index = {o.any_name: i for i, o in enumerate(self.compiled.outputs)}
+        for i, o in enumerate(self.compiled.outputs):
+            for name in o.names:
+                self.index[name] = i
+
+    def get_inputs(self):  # the fixed shape insightface checks against the size it asked for
+        from types import SimpleNamespace
+
+        ref = self.reference.get_inputs()[0]
+        return [SimpleNamespace(name=ref.name, shape=[1, 3, self.size[1], self.size[0]], type=ref.type)]
+
+    def get_providers(self):  # what insightface compares with its main session's providers
+        return self.reference.get_providers()
+
+    def get_outputs(self):
+        return self.reference.get_outputs()
+
+    def run(self, output_names, feed):
+        result = self.request.infer({0: next(iter(feed.values()))})
+        outs = [result[o] for o in self.compiled.outputs]
+        names = output_names or [o.name for o in self.reference.get_outputs()]
+        return [np.array(outs[self.index[n]]) for n in names]
 
 
 class FaceDetector:
@@ -183,10 +258,11 @@ class FaceDetector:
     def _full_res_size(self, h: int, w: int) -> tuple[int, int] | None:
         """Input size of the full-resolution pass, from a small fixed set of canvases (each distinct
         size costs an onnxruntime session): long side bucketed, aspect snapped to a common ratio."""
-        mode = self.cfg.full_res
-        if mode == "never" or (mode == "auto" and max(h, w) <= self.cfg.full_res_above):
+        mode = self.cfg.scrfd.full_res
+        if mode == "never" or (mode == "auto" and max(h, w) <= self.cfg.scrfd.full_res_above):
             return None
-        long = next((b for b in FULL_RES_BUCKETS if b >= max(h, w)), FULL_RES_BUCKETS[-1])
+        buckets = [b for b in FULL_RES_BUCKETS if b <= self.cfg.scrfd.full_res_max]
+        long = next((b for b in buckets if b >= max(h, w)), buckets[-1])
         ratio = min(ASPECTS, key=lambda r: abs(np.log(r * h / w)))  # r = width / height
         if ratio >= 1:
             return long, max(32, int(round(long / ratio / 32)) * 32)
@@ -195,7 +271,7 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray, scale: float = 1.0) -> Detections:
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         h, w = bgr.shape[:2]
-        sizes = list(self.cfg.sizes)
+        sizes = list(self.cfg.scrfd.sizes)
         full = self._full_res_size(h, w)
         if full is not None:
             sizes.append(full)
@@ -226,8 +302,8 @@ def finish(det: Detections, w: int, h: int, cfg: DetectorConfig, scale: float = 
 class YuNetDetector:
     """OpenCV's YuNet (`cv2.FaceDetectorYN`, a 230 KB model): several times cheaper than SCRFD-2.5G on a CPU,
     with the same 5 keypoints in the same order (image-left eye first). The model file comes from
-    detector.model_file / $FACEPROC_DETECTOR_FILE (OpenCV zoo: face_detection_yunet_2023mar.onnx).
-    One pass at the decoded resolution up to the largest of `sizes` (or, with full_res, 2048 px)."""
+    detector.yunet.model_file / $FACEPROC_DETECTOR_FILE (OpenCV zoo: face_detection_yunet_2023mar.onnx).
+    One pass at the decoded resolution up to yunet.max_side (or, with full_res, 2048 px)."""
 
     def __init__(self, cfg: DetectorConfig | None = None):
         import cv2
@@ -235,7 +311,7 @@ class YuNetDetector:
         self.cfg = cfg or DetectorConfig()
         path = resolve_detector_file(self.cfg)
         if not path:
-            raise DetectorUnavailable("detector kind yunet needs its model file: set detector.model_file or "
+            raise DetectorUnavailable("detector kind yunet needs its model file: set detector.yunet.model_file or "
                                       "$FACEPROC_DETECTOR_FILE to face_detection_yunet_2023mar.onnx")
         if self.cfg.threads:
             cv2.setNumThreads(int(self.cfg.threads))
@@ -245,7 +321,9 @@ class YuNetDetector:
         import cv2
 
         h, w = rgb.shape[:2]
-        limit = 2048 if self.cfg.full_res != "never" and max(h, w) > self.cfg.full_res_above else max(self.cfg.sizes)
+        y = self.cfg.yunet
+        big = y.full_res == "always" or (y.full_res == "auto" and max(h, w) > y.full_res_above)
+        limit = 2048 if big else y.max_side
         f = min(1.0, limit / max(h, w))
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         if f < 1.0:

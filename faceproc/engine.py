@@ -92,7 +92,7 @@ def preflight(cfg: Config) -> None:
 
     if not cfg.model.random_init:
         check_model_file(cfg.model)
-    cfg.detector.model_file = ensure_detector_file(cfg.detector)
+    cfg.detector.active.model_file = ensure_detector_file(cfg.detector)
 
 
 # ------------------------------------------------------------------------------ one shard
@@ -112,9 +112,9 @@ def _worker_config(cfg: Config, cpus: float) -> Config:
         return None if p is None else os.path.abspath(os.path.expanduser(p))
 
     c = Config.from_dict(cfg.to_dict())
-    c.detector.root = absolute(resolve_insightface_root(c.detector))
-    c.detector.pack = resolve_detector_pack(c.detector)
-    c.detector.model_file = absolute(resolve_detector_file(c.detector))
+    c.detector.scrfd.root = absolute(resolve_insightface_root(c.detector))
+    c.detector.scrfd.pack = resolve_detector_pack(c.detector)
+    c.detector.active.model_file = absolute(resolve_detector_file(c.detector))
     c.model.weights_dir = absolute(c.model.weights_dir or os.environ.get("FACEPROC_WEIGHTS_DIR"))
     from .model import VARIANTS
 

@@ -129,7 +129,7 @@ def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
     from .config import row_settings
 
     rows = row_settings(cfg)
-    det_file = cfg.detector.model_file  # resolved by preflight: which SCRFD file, whatever pointed at it
+    det_file = cfg.detector.active.model_file  # resolved by preflight: which model file, whatever pointed at it
     try:
         det_label = f"{os.path.basename(det_file)}:{os.path.getsize(det_file)}" if det_file else None
     except OSError:

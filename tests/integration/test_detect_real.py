@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from faceproc.config import DetectorConfig
+from faceproc.config import DetectorConfig, ScrfdConfig, YunetConfig
 from faceproc.synth import box_inside, mosaic
 from tests.conftest import requires_shared
 
@@ -94,7 +94,7 @@ def test_forty_pixel_faces_in_a_12mp_photo(detector, utk_files):
     assert 30 < np.median(widths) < 46
     from faceproc.detect import FaceDetector
 
-    plain = FaceDetector(DetectorConfig(full_res="never")).detect(dec.rgb)
+    plain = FaceDetector(DetectorConfig(scrfd=ScrfdConfig(full_res="never"))).detect(dec.rgb)
     hits_plain = sum(any(box_inside(b, pl.box, slack=0.1) for b in plain.boxes / dec.scale) for pl in placed)
     assert hits_plain <= 6 < hits  # the full-resolution pass is what finds them
 
@@ -112,14 +112,14 @@ def test_yunet_through_the_same_seam():
     if not model.exists():
         pytest.skip("YuNet model not in ../shared")
     img = insightface.data.get_image("t1")[..., ::-1]
-    det = make_detector(DetectorConfig(kind="yunet", model_file=str(model))).detect(img)
+    det = make_detector(DetectorConfig(kind="yunet", yunet=YunetConfig(model_file=str(model)))).detect(img)
     assert len(det) == 6 and (det.scores > 0.8).all()
     assert (det.kps[:, 0, 0] < det.kps[:, 1, 0]).all() and (det.kps[:, 3, 0] < det.kps[:, 4, 0]).all()
     ref = make_detector(DetectorConfig()).detect(img)  # SCRFD: the same faces
     centres = lambda d: np.sort((d.boxes[:, 0] + d.boxes[:, 2]) / 2)  # noqa: E731
     assert np.abs(centres(det) - centres(ref)).max() < 15
     cfg = Config()
-    cfg.detector.kind, cfg.detector.model_file = "yunet", str(model)
+    cfg.detector.kind, cfg.detector.yunet.model_file = "yunet", str(model)
     cfg.model.random_init = True
     from faceproc.pipeline import Annotator
 

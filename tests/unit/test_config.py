@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from faceproc.config import (Config, DetectorConfig, ModelConfig, resolve_detector_pack, resolve_insightface_root,
+from faceproc.config import (Config, DetectorConfig, ModelConfig, ScrfdConfig, resolve_detector_pack, resolve_insightface_root,
                              resolve_weights_dir)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,9 +23,9 @@ def test_overrides_and_env_precedence(monkeypatch):
     monkeypatch.setenv("FACEPROC_INSIGHTFACE_ROOT", "/env/root")
     monkeypatch.setenv("FACEPROC_DETECTOR_PACK", "buffalo_s")
     assert resolve_insightface_root(DetectorConfig()) == "/env/root"
-    assert resolve_insightface_root(DetectorConfig(root="/explicit")) == "/explicit"
+    assert resolve_insightface_root(DetectorConfig(scrfd=ScrfdConfig(root="/explicit"))) == "/explicit"
     assert resolve_detector_pack(DetectorConfig()) == "buffalo_s"
-    assert resolve_detector_pack(DetectorConfig(pack="buffalo_m")) == "buffalo_m"
+    assert resolve_detector_pack(DetectorConfig(scrfd=ScrfdConfig(pack="buffalo_m"))) == "buffalo_m"
     monkeypatch.delenv("FACEPROC_INSIGHTFACE_ROOT")
     monkeypatch.delenv("FACEPROC_DETECTOR_PACK")
     assert resolve_insightface_root(DetectorConfig()) == "~/.insightface"  # online default

@@ -67,11 +67,11 @@ def test_output_inside_input_is_not_reread(tmp_path, fakes):  # noqa: F811
 
 def test_config_is_validated_whole_before_any_work(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("detector: {sizes: 640, threshold: 2}\nmodel: {batch_size: -1}\ndecode: {max_pixels: -1}\nrun: {shards: 3}\n")
+    bad.write_text("detector: {scrfd: {sizes: 640}, threshold: 2}\nmodel: {batch_size: -1}\ndecode: {max_pixels: -1}\nrun: {shards: 3}\n")
     with pytest.raises(ConfigError) as e:
         Config.load(bad)
     msg = str(e.value)
-    for needle in ("detector.sizes", "valid list", "detector.threshold", "model.batch_size", "decode.max_pixels",
+    for needle in ("detector.scrfd.sizes", "valid list", "detector.threshold", "model.batch_size", "decode.max_pixels",
                    "unknown key run.shards"):
         assert needle in msg
     broken = tmp_path / "broken.yaml"
@@ -89,10 +89,10 @@ def test_config_error_is_one_clear_cli_message(tmp_path):
     from faceproc.cli import main
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("detector: {sizes: 640}\n")
+    bad.write_text("detector: {scrfd: {sizes: 640}}\n")
     (tmp_path / "in").mkdir()
     r = CliRunner().invoke(main, ["annotate", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--config", str(bad)])
-    assert r.exit_code == 1 and "detector.sizes" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "detector.scrfd.sizes" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()  # nothing written before the config is known to be good
 
 
@@ -155,7 +155,7 @@ def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
     (tmp_path / "in").mkdir()
     _img(tmp_path / "in" / "a.png")
     cfg = Config()
-    cfg.detector.model_file = str(tmp_path / "nope.onnx")
+    cfg.detector.scrfd.model_file = str(tmp_path / "nope.onnx")
     with pytest.raises(DetectorUnavailable, match="FACEPROC_DETECTOR_FILE"):
         annotate([str(tmp_path / "in")], tmp_path / "out1", cfg, engine="local")
     # no pack under the root and no network: one clear error, nothing half-downloaded left behind
@@ -167,7 +167,7 @@ def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "download", offline)
     monkeypatch.delenv("FACEPROC_DETECTOR_FILE", raising=False)
     cfg = Config()
-    cfg.detector.root = str(tmp_path / "empty-root")
+    cfg.detector.scrfd.root = str(tmp_path / "empty-root")
     with pytest.raises(DetectorUnavailable, match="could not be downloaded.*FACEPROC_INSIGHTFACE_ROOT"):
         annotate([str(tmp_path / "in")], tmp_path / "out2", cfg, engine="local")
     assert not (tmp_path / "empty-root" / "models" / "buffalo_m").exists()
@@ -182,7 +182,7 @@ def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
 
 
 def test_detector_checksum_refuses_corrupt_download_and_corrupt_file(tmp_path, monkeypatch):
-    from faceproc.config import DetectorConfig
+    from faceproc.config import DetectorConfig, ScrfdConfig
     from faceproc.detect import DetectorUnavailable, ensure_detector_file
     import insightface.utils.storage as storage
 
@@ -197,7 +197,7 @@ def test_detector_checksum_refuses_corrupt_download_and_corrupt_file(tmp_path, m
     monkeypatch.setattr(storage, "download", corrupt_download)
     monkeypatch.delenv("FACEPROC_DETECTOR_FILE", raising=False)
     monkeypatch.delenv("FACEPROC_INSIGHTFACE_ROOT", raising=False)
-    cfg = DetectorConfig(root=str(tmp_path / "root"))
+    cfg = DetectorConfig(scrfd=ScrfdConfig(root=str(tmp_path / "root")))
     with pytest.raises(DetectorUnavailable, match="sha256.*expected 041f73f4"):
         ensure_detector_file(cfg)
     assert downloads == ["buffalo_m"]
@@ -207,7 +207,7 @@ def test_detector_checksum_refuses_corrupt_download_and_corrupt_file(tmp_path, m
     bad.mkdir(parents=True)
     (bad / "det_2.5g.onnx").write_bytes(b"\0" * 100)
     with pytest.raises(DetectorUnavailable, match=f"remove {bad}"):
-        ensure_detector_file(DetectorConfig(root=str(tmp_path / "root2")))
+        ensure_detector_file(DetectorConfig(scrfd=ScrfdConfig(root=str(tmp_path / "root2"))))
 
 
 def test_unreachable_cluster_fails_fast(tmp_path, fakes):  # noqa: F811
