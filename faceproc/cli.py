@@ -60,8 +60,8 @@ def build_config(config: str | None, **overrides) -> Config:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output folder (faces/, images/, report).")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output folder (faces/, images/, report), or s3://bucket/prefix.")
 @click.option("--model", default=None, help="frozen | unfrozen | path to a .keras file.  [default: unfrozen]")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="YAML config (configs/annotate.yaml).")
 @click.option("--batch-size", type=int, default=None, help="Face crops per age/gender batch.")
@@ -73,7 +73,7 @@ def build_config(config: str | None, **overrides) -> Config:
               help="ray: local Ray (or RAY_ADDRESS cluster); local: in this process.")
 @click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
 def annotate(inputs, output, model, config, batch_size, limit, previews, workers, engine, force) -> None:
-    """Detect faces and estimate age and gender for every image under INPUTS.
+    """Detect faces and estimate age and gender for every image under INPUTS (folders, files or s3:// prefixes).
 
     Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
     ~/.insightface, downloaded once), FACEPROC_DETECTOR_PACK, FACEPROC_DETECTOR_FILE (an SCRFD .onnx),
@@ -113,7 +113,9 @@ def _print_summary(rep: dict) -> None:
                + (f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if bad else ""))
     if tp.get("last_run_seconds") is not None:
         click.echo(f"last run: {tp['last_run_files']} files in {tp['last_run_seconds']:.1f} s")
-    click.echo(f"report: {Path(rep['output']) / 'report.html'}")
+    from .storage import join
+
+    click.echo(f"report: {join(rep['output'], 'report.html')}")
 
 
 @main.command("make-sample")
@@ -130,14 +132,19 @@ def make_sample(folder, utkface, n_mosaics) -> None:
 
 
 @main.command()
-@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@click.argument("output")
 @click.option("--previews", type=int, default=0, help="Also (re)draw N preview JPEGs.")
 def report(output, previews) -> None:
-    """Rebuild report.json / report.html (and previews) from OUTPUT's Parquet files."""
+    """Rebuild report.json / report.html (and previews) from OUTPUT's Parquet files (a folder or s3:// prefix)."""
     from .report import build_report
+    from .storage import Store
 
-    if not (Path(output) / "manifest.json").exists() and not (Path(output) / "images").is_dir():
+    store = Store(output)
+    if not store.remote and not Path(output).is_dir():
+        raise click.ClickException(f"{output} does not exist")
+    if not store.exists("manifest.json") and not store.list("images", ".parquet"):
         raise click.ClickException(f"{output} is not a faceproc output folder (no manifest.json, no images/)")
+    output = store
 
     if previews:  # first, so the report links and shows them
         from .preview import write_previews

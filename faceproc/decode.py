@@ -8,6 +8,7 @@ header, before a single pixel is decoded.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import DecodeConfig
+from .storage import is_uri, read_bytes
 
 Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a status instead of an exception
 
@@ -69,6 +71,12 @@ def _to_rgb(im: Image.Image) -> Image.Image | np.ndarray:
 def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
     """Raise DecodeFailure with a status from decode.STATUSES on any problem."""
     cfg = cfg or DecodeConfig()
+    if is_uri(path):  # an object in a store: fetched whole (a photo is a few MB), then decoded the same way
+        try:
+            data = read_bytes(path)
+        except OSError as e:
+            raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e}") from None
+        return _decode(io.BytesIO(data), len(data), cfg)
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or stream forever
@@ -77,6 +85,10 @@ def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
         fh = open(path, "rb")
     except OSError as e:
         raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from None
+    return _decode(fh, size, cfg)
+
+
+def _decode(fh, size: int, cfg: DecodeConfig) -> Decoded:
     with fh:
         if size == 0:
             raise DecodeFailure(EMPTY, "zero-byte file")

@@ -197,7 +197,9 @@ class OpenVinoSessions:
             raise DetectorUnavailable("detector.scrfd.runtime = openvino needs the openvino package: "
                                       "pip install openvino, or set detector.scrfd.runtime = onnxruntime") from None
         self.core = ov.Core()
-        self.config = {"PERFORMANCE_HINT": "LATENCY"}
+        # No CPU pinning: OpenVINO pins its threads to the first cores by default, so two worker processes
+        # on one machine would share one core (each twice as slow; benchmarks/annotate.py parallel_scaling).
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
         if precision != "auto":
             self.config["INFERENCE_PRECISION_HINT"] = precision
         if threads:

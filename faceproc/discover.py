@@ -26,6 +26,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", "
 class FileEntry:
     path: str
     hidden: bool = False
+    size: int | None = None  # known from an object-store listing (saves a request per photo)
 
 
 @dataclass
@@ -114,19 +115,48 @@ def walk_images(root: str, disc: Discovery, exclude: list[str] | tuple = ()):
         yield from visit(root, False)
 
 
+def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
+    """walk_images for an object-store prefix (s3://bucket/archive): (folder, files) per key prefix, sorted;
+    "folders" are the key prefixes up to the last slash. A prefix in `exclude` (the run's output) is skipped."""
+    from .storage import list_files
+
+    skip = tuple(e.rstrip("/") + "/" for e in exclude if is_uri(e))
+    by_dir: dict[str, list[FileEntry]] = {}
+    for path, size in list_files(uri):
+        if skip and path.startswith(skip):
+            continue
+        d, name = path.rsplit("/", 1)
+        if not _is_image_name(name):
+            disc.n_ignored += 1
+            continue
+        rel = path[len(uri.rstrip("/")) + 1:] if path != uri else name
+        hidden = any(part.startswith(".") for part in rel.split("/"))
+        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size))
+    for d in sorted(by_dir):
+        yield d, by_dir[d]
+
+
+def is_uri(path) -> bool:
+    from .storage import is_uri as _is_uri
+
+    return _is_uri(path)
+
+
 def check_inputs(inputs: list[str]) -> list[str]:
-    missing = [p for p in inputs if not os.path.exists(p)]
+    missing = [p for p in inputs if not is_uri(p) and not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-    return [os.path.abspath(p) for p in inputs]
+    return [p.rstrip("/") if is_uri(p) else os.path.abspath(p) for p in inputs]
 
 
 def discover(inputs: list[str], exclude: list[str] | tuple = ()) -> Discovery:
-    """Every image file under the inputs, sorted, each once (overlapping inputs), without shards."""
+    """Every image file under the inputs (local folders or object-store prefixes), sorted, each once
+    (overlapping inputs), without shards."""
     disc = Discovery(shards=[])
     seen: set[str] = set()
     for root in check_inputs(inputs):
-        for _d, files in walk_images(root, disc, exclude):
+        walk = walk_objects if is_uri(root) else walk_images
+        for _d, files in walk(root, disc, exclude):
             for f in files:
                 if f.path not in seen:
                     seen.add(f.path)
@@ -156,10 +186,22 @@ def cut_shards(files: list[FileEntry], shard_size: int = 256, parts: int = 1) ->
         h = hashlib.sha1()
         for f in chunk:
             h.update(f.path.encode("utf-8", "surrogateescape") + b"\0")
-        dirs = {os.path.dirname(f.path) for f in chunk}
-        directory = dirs.pop() if len(dirs) == 1 else os.path.commonpath(sorted(dirs))
+        dirs = {f.path.rsplit("/", 1)[0] if is_uri(f.path) else os.path.dirname(f.path) for f in chunk}
+        directory = dirs.pop() if len(dirs) == 1 else _common_dir(sorted(dirs))
         shards.append(Shard(h.hexdigest()[:16], directory, chunk))
     return shards
+
+
+def _common_dir(dirs: list[str]) -> str:
+    if any(is_uri(d) for d in dirs):
+        parts = [d.split("/") for d in dirs]
+        common = []
+        for level in zip(*parts):
+            if len(set(level)) != 1:
+                break
+            common.append(level[0])
+        return "/".join(common)
+    return os.path.commonpath(dirs)
 
 
 def plan_shards(inputs: list[str], shard_size: int = 256, exclude: list[str] | tuple = (),

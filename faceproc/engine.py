@@ -18,20 +18,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 from .config import Config
-from .discover import Discovery, Shard, cut_shards, discover
+from .discover import Discovery, Shard, check_inputs, cut_shards, discover
 from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401
                        OutputNotWritable, RunConfigMismatch, _diff, _is_disk_full, _remove_uncommitted, acquire_lock,
                        check_output, commit_shard, committed_shards, describe_model, remove_shard, result_fingerprint,
                        shard_marker)
-from .schema import write_text_atomic
+from .storage import Store
 
 log = logging.getLogger("faceproc")
 
@@ -97,9 +97,10 @@ def preflight(cfg: Config) -> None:
 
 # ------------------------------------------------------------------------------ one shard
 
-def process_shard(annotator, shard: Shard, out: str | os.PathLike, run_id: str) -> dict[str, Any]:
+def process_shard(annotator, shard: Shard, out: str | os.PathLike | Store, run_id: str) -> dict[str, Any]:
     """Annotate one shard and commit it (faceproc.runstate.commit_shard: rows first, marker last)."""
-    return commit_shard(Path(out), shard, annotator.annotate(shard.files, shard.shard_id, run_id))
+    store = out if isinstance(out, Store) else Store(out)
+    return commit_shard(store, shard, annotator.annotate(shard.files, shard.shard_id, run_id))
 
 
 # ------------------------------------------------------------------------------ executors
@@ -126,7 +127,7 @@ def _worker_config(cfg: Config, cpus: float) -> Config:
     return c
 
 
-def _run_local(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: Callable) -> list[dict]:
+def _run_local(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable) -> list[dict]:
     from .pipeline import Annotator
 
     annotator = Annotator(cfg)
@@ -245,7 +246,7 @@ def _ray_workers(cfg: Config) -> int:
     return cfg.run.workers or max(1, int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
 
 
-def _run_ray(cfg: Config, shards: list[Shard], out: Path, run_id: str, on_done: Callable) -> list[dict]:
+def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable) -> list[dict]:
     ray = _init_ray(cfg)
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
@@ -313,14 +314,18 @@ def annotate(
 ) -> dict[str, Any]:
     """Annotate every image under `inputs` into `out`; resumable; returns the run summary."""
     cfg = cfg or Config()
-    out = Path(out).absolute()
+    out = Store(out)  # a local folder or an object-store prefix (s3://bucket/runs/r1)
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
     disc = discover(inputs, exclude=[str(out)])  # raises on a missing input, before any work
     cfg = Config.from_dict(cfg.to_dict())  # preflight fills in resolved paths: the caller's config stays as given
     preflight(cfg)  # every model found (or fetched once) before anything is written
     check_output(out)
-    lock = acquire_lock(out)
-    file_log = logging.FileHandler(out / "faceproc.log", encoding="utf-8")  # the whole story of every run
+    release_lock = acquire_lock(out)
+    # The whole story of every run: OUT/faceproc.log (for an object store, kept locally, uploaded at the end).
+    log_path = out.local_path / "faceproc.log" if not out.remote else Path(tempfile.mkstemp(suffix=".log")[1])
+    if out.remote:
+        log_path.write_text(_read_or_empty(out, "faceproc.log"), encoding="utf-8")
+    file_log = logging.FileHandler(log_path, encoding="utf-8")
     file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     file_log.setLevel(logging.INFO)
     root = logging.getLogger()
@@ -340,17 +345,23 @@ def annotate(
         root.removeHandler(file_log)
         root.setLevel(old_level)
         file_log.close()
-        lock.unlink(missing_ok=True)
+        if out.remote:
+            try:
+                out.write_bytes("faceproc.log", log_path.read_bytes())
+            except OSError as e:
+                log.warning("could not upload the run log to %s: %s", out.where("faceproc.log"), e)
+            log_path.unlink(missing_ok=True)
+        release_lock()
 
 
-def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, limit, progress, disc) -> dict[str, Any]:
+def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, limit, progress, disc) -> dict[str, Any]:
     if limit:
         disc = _limit(disc, limit)
     model_label = describe_model(cfg)
     fp = result_fingerprint(cfg, model_label)
-    mpath = out / MANIFEST
+    mpath = out.where(MANIFEST)
     try:
-        old = json.loads(mpath.read_text()) if mpath.exists() else None
+        old = json.loads(out.read_text(MANIFEST)) if out.exists(MANIFEST) else None
     except (OSError, ValueError) as e:
         if not force:
             raise RunConfigMismatch(f"{mpath} is unreadable ({e}): the run it describes cannot be resumed. "
@@ -364,7 +375,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
                 f"to discard the old rows and start again."
             )
         for sub in ("faces", "images", SHARD_DIR, "previews"):
-            shutil.rmtree(out / sub, ignore_errors=True)
+            out.delete_tree(sub)
         old = None
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
     done = committed_shards(out)
@@ -392,12 +403,12 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
                     "faces": m.get("faces")} for sid, m in done.items()}
     shards.update({sh.shard_id: {"dir": sh.directory, "files": len(sh.files), "state": "pending"} for sh in todo})
     manifest = {
-        "run_id": run_id, "inputs": [os.path.abspath(p) for p in inputs], "fingerprint": fp, "config": cfg.to_dict(),
+        "run_id": run_id, "inputs": check_inputs(inputs), "fingerprint": fp, "config": cfg.to_dict(),
         "model": model_label, "state": "running", "started": time.time(), "engine": engine,
         "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles,
         "shards": shards, "history": (old or {}).get("history", []),
     }
-    write_text_atomic(json.dumps(manifest, indent=1), mpath)
+    out.write_text(MANIFEST, json.dumps(manifest, indent=1))
     log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s", disc.n_files,
              len(done_paths), len(done), len(todo_files), len(todo), model_label, run_id)
 
@@ -430,7 +441,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
             log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
                      summary["files"], summary["faces"], n_done, len(shards), rate)
         if time.time() - last_write[0] > 5:
-            write_text_atomic(json.dumps(manifest, indent=1), mpath)
+            out.write_text(MANIFEST, json.dumps(manifest, indent=1))
             last_write[0] = time.time()
 
     try:
@@ -447,7 +458,7 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
         n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
         manifest.update(state="interrupted", finished=time.time())
         _remove_uncommitted(out)
-        write_text_atomic(json.dumps(manifest, indent=1), mpath)
+        out.write_text(MANIFEST, json.dumps(manifest, indent=1))
         raise Interrupted(f"stopped: {n_done} of {len(shards)} shards are finished and kept; run the same "
                           f"command again to finish the rest.") from None
     finally:
@@ -456,14 +467,14 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
         if quiet is not None:
             quiet.restore()
     seconds = time.time() - t0
-    shutil.rmtree(out / STAGING, ignore_errors=True)  # empty once every shard has committed or failed
+    out.delete_tree(STAGING)  # empty once every shard has committed or failed
     for f in failed:
         manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
     manifest["state"] = "complete" if not failed else "incomplete"
     manifest["finished"] = time.time()
     manifest["history"].append({"run_started": manifest["started"], "seconds": round(seconds, 2),
                                 "shards_run": len(todo), "files_run": done_files[0], "engine": engine})
-    write_text_atomic(json.dumps(manifest, indent=1), mpath)
+    out.write_text(MANIFEST, json.dumps(manifest, indent=1))
 
     if cfg.run.previews:  # first, so the report links and shows them
         from .preview import write_previews
@@ -474,6 +485,13 @@ def _annotate_locked(inputs, out: Path, cfg: Config, engine: str, force: bool, l
     report = build_report(out)
     report["failed_shards"] = failed
     return report
+
+
+def _read_or_empty(store: Store, rel: str) -> str:
+    try:
+        return store.read_text(rel)
+    except (OSError, ValueError):
+        return ""
 
 
 def _limit(disc: Discovery, limit: int) -> Discovery:

@@ -8,7 +8,6 @@ Crops from many images are queued and sent to the age/gender model in batches; a
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from .config import Config
 from .crop import DEFAULT_POLICY, crop_faces
 from .discover import FileEntry
 from .schema import FACES, IMAGES, path_fields, to_table
+from .storage import file_size
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ class Annotator:
         t0 = time.perf_counter()
         row = {**path_fields(entry.path), "bytes": None, "width": None, "height": None, "n_faces": 0,
                "status": D.OK, "error": None, "elapsed_ms": None, "shard": shard_id, "run_id": run_id}
-        try:
-            row["bytes"] = os.path.getsize(entry.path)
-        except OSError:
-            pass
+        row["bytes"] = entry.size if entry.size is not None else file_size(entry.path)
         if entry.hidden:
             row.update(status=D.SKIPPED_HIDDEN, error="hidden file or folder")
             return _Pending(row, [], None, time.perf_counter() - t0)

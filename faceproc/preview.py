@@ -37,9 +37,11 @@ def preview_name(image_path: str) -> str:
     return f"{Path(image_path).stem[:60]}-{hashlib.sha1(image_path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}.jpg"
 
 
-def write_previews(out: str | Path, n: int, dec_cfg: DecodeConfig | None = None) -> list[Path]:
+def write_previews(out, n: int, dec_cfg: DecodeConfig | None = None) -> list[str]:
     """Previews of the n images with the most faces (ties: path order) into OUT/previews/."""
-    out = Path(out)
+    from .storage import Store
+
+    out = out if isinstance(out, Store) else Store(out)
     faces = read_table(out, "faces").to_pandas()
     images = read_table(out, "images").to_pandas()
     ok = images[images["status"] == OK].sort_values(["n_faces", "image_path"], ascending=[False, True]).head(n)
@@ -51,8 +53,8 @@ def write_previews(out: str | Path, n: int, dec_cfg: DecodeConfig | None = None)
         except DecodeFailure:
             continue
         img = draw(dec.rgb, faces[faces["image_path"] == path], dec.scale)
-        dst = out / "previews" / preview_name(path)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, 88])
-        written.append(dst)
+        ok_, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 88])
+        rel = f"previews/{preview_name(path)}"
+        out.write_bytes(rel, buf.tobytes())
+        written.append(out.where(rel))
     return written

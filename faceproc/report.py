@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .schema import READ_OK, read_table, write_text_atomic
+from .schema import READ_OK, read_table
+from .storage import Store
 
 MAX_ERRORS_JSON = 1000
 MAX_ERRORS_HTML = 200
@@ -42,7 +43,7 @@ def _folders(faces, images) -> list[dict]:
             for k, r in table.iterrows()]
 
 
-def _gallery(faces, images, out: Path, seed: int = 0) -> list[dict]:
+def _gallery(faces, images, out: Store, seed: int = 0) -> list[dict]:
     """Thumbnails of a seeded sample of faces per (age band, gender), cut from the photos with the stored
     boxes; each links to its photo's preview when there is one, else to the photo."""
     import cv2
@@ -70,7 +71,7 @@ def _gallery(faces, images, out: Path, seed: int = 0) -> list[dict]:
     sel = pd.concat(picks)
     from .preview import preview_name
 
-    previews = {p.name for p in (out / "previews").glob("*.jpg")} if (out / "previews").exists() else set()
+    previews = set(out.list("previews", ".jpg"))
     cards = []
     cfg = DecodeConfig(max_side=1600)
     for path, rows in sel.groupby("image_path", sort=False):
@@ -95,11 +96,11 @@ def _gallery(faces, images, out: Path, seed: int = 0) -> list[dict]:
     return sorted(cards, key=lambda c: (order[c["band"]], c["gender"], c["age"]))
 
 
-def summarize(out: str | Path) -> dict[str, Any]:
-    out = Path(out)
+def summarize(out) -> dict[str, Any]:
+    out = out if isinstance(out, Store) else Store(out)
     faces = read_table(out, "faces").to_pandas()
     images = read_table(out, "images").to_pandas()
-    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+    manifest = out.read_json("manifest.json", {}) or {}
     counts = {k: v for k, v in images["status"].value_counts().to_dict().items() if v} if len(images) else {}
     bad = images[~images["status"].isin(list(READ_OK))] if len(images) else images
     hist = manifest.get("history") or []
@@ -247,13 +248,14 @@ preview or photo; caption: estimated age, detection score.</p>{gal_html}
 </body></html>"""
 
 
-def build_report(out: str | Path) -> dict[str, Any]:
-    out = Path(out)
+def build_report(out) -> dict[str, Any]:
+    """report.json and report.html of an output folder (local or object store), rebuilt from its Parquet."""
+    out = out if isinstance(out, Store) else Store(out)
     rep = summarize(out)
     faces, images = rep.pop("_frames")
-    previews = sorted(p.name for p in (out / "previews").glob("*.jpg")) if (out / "previews").exists() else []
+    previews = out.list("previews", ".jpg")
     gallery = _gallery(faces, images, out)
     rep["gallery_faces"] = len(gallery)
-    write_text_atomic(json.dumps(rep, indent=1, default=str), out / "report.json")
-    write_text_atomic(_html(rep, _plots(faces, images), gallery, previews), out / "report.html")
+    out.write_text("report.json", json.dumps(rep, indent=1, default=str))
+    out.write_text("report.html", _html(rep, _plots(faces, images), gallery, previews))
     return rep

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 import uuid
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .config import Config
-from .schema import SCHEMA_VERSION, write_atomic, write_text_atomic
+from .schema import SCHEMA_VERSION
+from .storage import Store
 
 log = logging.getLogger("faceproc")
 
@@ -80,35 +79,41 @@ def _pid_alive(pid: int, started: float | None = None) -> bool:
         return True
 
 
-def acquire_lock(out: Path) -> Path:
-    """Create OUT/.faceproc.lock exclusively (O_EXCL also holds on NFS v3+ shared by the nodes of a Ray job).
-    A lock left by a dead process of this host is taken over; any other lock refuses the run."""
+def acquire_lock(store: Store) -> Callable[[], None]:
+    """Create OUT/.faceproc.lock exclusively (O_EXCL, which also holds on NFS v3+ shared by the nodes of a Ray
+    job; a conditional PUT on S3). A lock left by a dead process of this host is taken over; any other lock
+    refuses the run. Returns the release function."""
     import socket
 
-    path = out / LOCK
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-          "process_start": _process_start(os.getpid())}
+          "process_start": _process_start(os.getpid()), "token": uuid.uuid4().hex}
     for _ in range(2):
+        if store.create_exclusive(LOCK, json.dumps(me)):
+            return lambda: _release_lock(store, me["token"])
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                other = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                other = {}
-            if (other.get("host") == me["host"] and isinstance(other.get("pid"), int)
-                    and not _pid_alive(other["pid"], other.get("process_start"))):
-                log.warning("taking over the lock of a run that died (pid %s)", other["pid"])
-                path.unlink(missing_ok=True)
-                continue
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
-            raise OutputLocked(
-                f"another faceproc run (pid {other.get('pid', '?')} on {other.get('host', '?')}, since {since}) is "
-                f"writing to {out}. Wait for it to finish; if it is gone, delete {path}.") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(me))
-        return path
-    raise OutputLocked(f"could not take the lock {path}")
+            other = json.loads(store.read_text(LOCK) or "{}")
+        except (OSError, ValueError):
+            other = {}
+        if (other.get("host") == me["host"] and isinstance(other.get("pid"), int)
+                and not _pid_alive(other["pid"], other.get("process_start"))):
+            log.warning("taking over the lock of a run that died (pid %s)", other["pid"])
+            store.delete(LOCK)
+            continue
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
+        raise OutputLocked(
+            f"another faceproc run (pid {other.get('pid', '?')} on {other.get('host', '?')}, since {since}) is "
+            f"writing to {store}. Wait for it to finish; if it is gone, delete {store.where(LOCK)}.") from None
+    raise OutputLocked(f"could not take the lock {store.where(LOCK)}")
+
+
+def _release_lock(store: Store, token: str) -> None:
+    """Only our own lock: a lock another run took over (after ours was judged dead) stays."""
+    try:
+        if json.loads(store.read_text(LOCK)).get("token") not in (token, None):
+            return
+    except (OSError, ValueError):
+        pass
+    store.delete(LOCK)
 
 
 def describe_model(cfg: Config) -> str:
@@ -149,98 +154,96 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_output(out: Path) -> None:
+def check_output(store: Store) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex[:6]}"
-        probe.write_text("ok")
-        probe.unlink()
+        store.check_writable()
     except OSError as e:
-        raise OutputNotWritable(f"output folder {out} is not writable: {e.strerror or e}") from None
+        raise OutputNotWritable(f"output folder {store} is not writable: {getattr(e, 'strerror', None) or e}") from None
 
 
-def shard_marker(out: Path, shard_id: str) -> Path:
-    return out / SHARD_DIR / f"{shard_id}.json"
+def shard_marker(shard_id: str) -> str:
+    return f"{SHARD_DIR}/{shard_id}.json"
 
 
-def commit_shard(out: Path, shard, res) -> dict[str, Any]:
-    """Write a shard's tables and commit it: staged rows renamed in first, marker last."""
+def _data(name: str, shard_id: str) -> str:
+    return f"{name}/{shard_id}.parquet"
+
+
+def commit_shard(store: Store, shard, res) -> dict[str, Any]:
+    """Write a shard's tables and commit it: staged rows moved in first, marker last."""
     # Both tables are written to a staging folder first (where a full disk or a crash leaves nothing a
-    # reader of faces/ or images/ sees), then renamed in, then the marker commits the shard.
-    staged, sizes = {}, {}
+    # reader of faces/ or images/ sees), then moved in (a rename; on S3 a copy), then the marker commits.
+    sizes = {}
+    staged = {name: f"{STAGING}/{shard.shard_id}.{name}.parquet" for name in ("faces", "images")}
     try:
         for name, table in (("faces", res.faces), ("images", res.images)):
-            path = out / STAGING / f"{shard.shard_id}.{name}.parquet"
-            write_atomic(table, path)
-            staged[name] = path
-            sizes[name] = path.stat().st_size
-        for name, path in staged.items():
-            (out / name).mkdir(parents=True, exist_ok=True)
-            os.replace(path, out / name / f"{shard.shard_id}.parquet")
+            store.write_table(staged[name], table)
+            sizes[name] = store.size(staged[name])
+        for name, rel in staged.items():
+            store.move(rel, _data(name, shard.shard_id))
         summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
                    "dir": shard.directory, "paths": [f.path for f in shard.files],
                    "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
                    "pid": os.getpid(), "finished": time.time()}
-        write_text_atomic(json.dumps(summary), shard_marker(out, shard.shard_id))
+        store.write_text(shard_marker(shard.shard_id), json.dumps(summary))
     except BaseException:
         for name in ("faces", "images"):  # nothing of an uncommitted shard stays visible
-            (out / STAGING / f"{shard.shard_id}.{name}.parquet").unlink(missing_ok=True)
-            if not shard_marker(out, shard.shard_id).exists():
-                (out / name / f"{shard.shard_id}.parquet").unlink(missing_ok=True)
+            store.delete(staged[name])
+            if not store.exists(shard_marker(shard.shard_id)):
+                store.delete(_data(name, shard.shard_id))
         raise
     return summary
 
 
-def _files_intact(out: Path, shard_id: str, meta: dict) -> bool:
+def _files_intact(store: Store, shard_id: str, meta: dict) -> bool:
     for name in ("faces", "images"):
-        path = out / name / f"{shard_id}.parquet"
-        try:
-            size = path.stat().st_size
-        except OSError:
+        size = store.size(_data(name, shard_id))
+        if size is None:
             return False
         want = (meta.get("sizes") or {}).get(name)
         if want is not None and size != want:  # truncated or replaced since commit
-            log.warning("shard %s: %s is %d bytes, %d at commit; its photos are done again", shard_id, path, size, want)
+            log.warning("shard %s: %s is %d bytes, %d at commit; its photos are done again", shard_id,
+                        store.where(_data(name, shard_id)), size, want)
             return False
     return True
 
 
-def remove_shard(out: Path, shard_id: str) -> None:
+def remove_shard(store: Store, shard_id: str) -> None:
     """Marker first: from then on the shard is uncommitted, whatever happens to its files."""
-    shard_marker(out, shard_id).unlink(missing_ok=True)
+    store.delete(shard_marker(shard_id))
     for name in ("faces", "images"):
-        (out / name / f"{shard_id}.parquet").unlink(missing_ok=True)
+        store.delete(_data(name, shard_id))
 
 
-def committed_shards(out: Path) -> dict[str, dict]:
+def committed_shards(store: Store) -> dict[str, dict]:
     """shard id -> marker of every committed shard whose files are intact. A broken one (unreadable marker,
     no file list, a missing or truncated file) is removed with its rows, so its photos are done again."""
-    folder = out / SHARD_DIR
     found = {}
-    for m in sorted(folder.glob("*.json")) if folder.exists() else []:
-        if m.name.startswith("."):
+    for name in store.list(SHARD_DIR, ".json"):
+        if name.startswith("."):
             continue
-        sid = m.name[: -len(".json")]
+        sid = name[: -len(".json")]
         try:
-            meta = json.loads(m.read_text())
+            meta = json.loads(store.read_text(shard_marker(sid)))
         except (OSError, ValueError):
             meta = None
-        if isinstance(meta, dict) and isinstance(meta.get("paths"), list) and _files_intact(out, sid, meta):
+        if isinstance(meta, dict) and isinstance(meta.get("paths"), list) and _files_intact(store, sid, meta):
             found[sid] = meta
         else:
             log.warning("shard %s is not intact: removed, its photos will be done again", sid)
-            remove_shard(out, sid)
+            remove_shard(store, sid)
     return found
 
 
-def _remove_uncommitted(out: Path) -> None:
-    """Rows of shards without a marker (a run killed between rename and commit) and staged leftovers."""
-    shutil.rmtree(out / STAGING, ignore_errors=True)
+def _remove_uncommitted(store: Store) -> None:
+    """Rows of shards without a marker (a run killed between move and commit) and staged leftovers."""
+    store.delete_tree(STAGING)
+    markers = set(store.list(SHARD_DIR, ".json"))
     for name in ("faces", "images"):
-        folder = out / name
-        for f in folder.glob("*.parquet") if folder.exists() else []:
-            if not shard_marker(out, f.name[: -len(".parquet")]).exists():
-                f.unlink(missing_ok=True)
+        for f in store.list(name, ".parquet"):
+            if f"{f[: -len('.parquet')]}.json" not in markers:
+                store.delete(f"{name}/{f}")
     for sub in ("faces", "images", SHARD_DIR, ""):
-        for tmp in (out / sub).glob(".*.tmp") if (out / sub).exists() else []:
-            tmp.unlink(missing_ok=True)
+        for tmp in store.list(sub, ".tmp"):
+            if tmp.startswith("."):
+                store.delete(f"{sub}/{tmp}" if sub else tmp)

@@ -157,10 +157,15 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
-def read_table(out: str | os.PathLike, name: str) -> pa.Table:
-    """All shards of one table (an empty table with the schema when there are none)."""
-    folder = Path(out) / name
-    files = sorted(p for p in folder.glob("*.parquet")) if folder.exists() else []
-    if not files:
+def read_table(out, name: str) -> pa.Table:
+    """All shards of one table (an empty table with the schema when there are none); `out` is a folder,
+    an object-store URI or a faceproc.storage.Store."""
+    from .storage import Store
+
+    store = out if isinstance(out, Store) else Store(out)
+    names = store.list(name, ".parquet")
+    names = [n for n in names if not n.startswith(".")]
+    if not names:
         return TABLES[name].empty_table()
-    return pa.concat_tables([pq.read_table(f, schema=TABLES[name]) for f in files])
+    return pa.concat_tables([pq.read_table(f"{store.root}/{name}/{n}", schema=TABLES[name], filesystem=store.fs)
+                             for n in names])

@@ -46,3 +46,56 @@ def utk_files():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """Stand-in detector and age/gender model (tests.helpers) behind the real factories."""
+    from tests.helpers import install_fakes
+
+    install_fakes(monkeypatch.setattr)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on 127.0.0.1 (moto's server mode) for the session, with a bucket `faceproc`; the AWS
+    variables point every client (pyarrow, boto3, child processes) at it. Skipped, loudly, only when the
+    server cannot start."""
+    import warnings
+
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as e:
+        warnings.warn(f"S3 TESTS SKIPPED: moto[server] is not installed ({e})")
+        pytest.skip("moto[server] not installed: the S3 tests cannot run")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    try:
+        server.start()
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"S3 TESTS SKIPPED: the moto S3 server did not start: {e}")
+        pytest.skip(f"moto S3 server did not start: {e}")
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import boto3
+
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="faceproc")
+        yield env
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -20,7 +20,6 @@ FLOORS = {"unfrozen": {"mae": 8.0, "acc": 0.85}, "frozen": {"mae": 10.5, "acc": 
 def val_faces():
     """200 faces of the seeded validation split (the same split training used), cropped by the pipeline."""
     from faceproc.config import DecodeConfig, DetectorConfig
-    from faceproc.crop import crop_face
     from faceproc.data.cache import pick_face
     from faceproc.data.split import stratified_split
     from faceproc.data.utkface import read_utkface

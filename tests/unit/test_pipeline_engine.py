@@ -7,66 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import faceproc.detect
-import faceproc.predict
-from faceproc.config import Config
-from faceproc.detect import Detections
 from faceproc.engine import RunConfigMismatch, OutputNotWritable, annotate
 
 
-class FakeDetector:
-    """One 'face' in the middle of every image whose top-left pixel is white."""
-
-    def __init__(self, cfg=None):
-        pass
-
-    def detect(self, rgb, scale=1.0):
-        h, w = rgb.shape[:2]
-        if rgb[0, 0].min() < 250:
-            return Detections.empty()
-        box = np.array([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]], np.float32)
-        kps = np.array([[[w * 0.4, h * 0.4], [w * 0.6, h * 0.4], [w * 0.5, h * 0.5], [w * 0.42, h * 0.6],
-                         [w * 0.58, h * 0.6]]], np.float32)
-        return Detections(box, kps, np.array([0.9], np.float32))
-
-
-class FakePredictor:
-    name, version = "fake", "v0"
-    calls = []
-
-    def __init__(self, cfg=None):
-        pass
-
-    def predict(self, crops):
-        FakePredictor.calls.append(len(crops))
-        return np.full(len(crops), 33.0, np.float32), np.full(len(crops), 0.8, np.float32)
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    monkeypatch.setattr(faceproc.detect, "make_detector", lambda cfg=None: FakeDetector(cfg))
-    monkeypatch.setattr(faceproc.detect, "ensure_detector_file", lambda cfg: "fake-detector.onnx")
-    monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", FakePredictor)
-    FakePredictor.calls.clear()
-
-
-def make_tree(root, n=7):
-    for i in range(n):
-        img = np.full((80, 100, 3), 100, np.uint8)
-        if i % 2 == 0:
-            img[0, 0] = 255  # has a "face"
-        d = root / f"d{i % 3}"
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i}.png")
-    (root / "d0" / "broken.jpg").write_bytes(b"nope")
-
-
-def cfg_for_tests(**run):
-    cfg = Config()
-    cfg.model.random_init = True
-    for k, v in run.items():
-        setattr(cfg.run, k, v)
-    return cfg
+from tests.helpers import FakePredictor, cfg_for_tests, make_tree  # noqa: E402
 
 
 def test_rows_statuses_and_batching_across_images(tmp_path, fakes):

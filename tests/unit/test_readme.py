@@ -3,7 +3,7 @@
 import re
 
 from tests.conftest import REPO
-from tests.unit.test_pipeline_engine import cfg_for_tests, fakes, make_tree  # noqa: F401 - fixture
+from tests.helpers import cfg_for_tests, make_tree
 
 from faceproc.engine import annotate
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from faceproc.engine import annotate
 
-from test_pipeline_engine import cfg_for_tests, fakes, make_tree  # noqa: F401  (fixture)
+from tests.helpers import cfg_for_tests, make_tree
 
 
 def test_report_shows_faces_folders_previews_and_photos_without_faces(tmp_path, fakes):  # noqa: F811

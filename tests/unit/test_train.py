@@ -8,19 +8,7 @@ import pytest
 pytest.importorskip("keras")
 
 from faceproc.train import TrainConfig, augment_batch, fit  # noqa: E402
-
-
-def synthetic(n, rng):
-    """Crops whose brightness encodes age and whose red/blue balance encodes gender (ages kept small so
-    a few steps can fit them from a zero-initialised output)."""
-    age = rng.uniform(0, 4, n).astype(np.float32)
-    gender = rng.integers(0, 2, n).astype(np.float32)
-    base = (age / 4 * 160 + 40)[:, None, None, None]
-    crops = np.repeat(np.repeat(base, 128, 1), 128, 2).repeat(3, 3)
-    crops[..., 0] += gender[:, None, None] * 40
-    crops[..., 2] += (1 - gender)[:, None, None] * 40
-    crops = np.clip(crops + rng.normal(0, 8, crops.shape), 0, 255).astype(np.uint8)
-    return {"crops": crops, "age": age, "gender": gender, "key": np.array([f"s/{i}" for i in range(n)])}
+from tests.helpers import synthetic  # noqa: E402
 
 
 def test_tiny_unfrozen_run_learns_and_resumes(tmp_path):

@@ -16,7 +16,7 @@ from faceproc.data.cache import CACHE_SCHEMA, cache_records, load_cache, pack_ca
 from faceproc.data.split import stratified_split, write_manifest  # noqa: E402
 from faceproc.train import CropSequence, TrainConfig, augmented_copy, fit, prepare_data  # noqa: E402
 
-from test_train import synthetic  # noqa: E402  (tests/unit is on sys.path: rootdir-less test modules)
+from tests.helpers import synthetic  # noqa: E402
 
 
 def write_cache(path, n=40, seed=0):

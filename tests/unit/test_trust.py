@@ -13,7 +13,7 @@ from faceproc.config import Config, ConfigError
 from faceproc.engine import LOCK, OutputLocked, RunConfigMismatch, annotate
 from faceproc.schema import source_path
 
-from test_pipeline_engine import cfg_for_tests, fakes, make_tree  # noqa: F401  (fixture)
+from tests.helpers import cfg_for_tests, make_tree
 
 
 def _img(path, face=True):

@@ -1,0 +1,290 @@
+"""Where inputs and outputs live: a local folder or an object store (s3://, gs://), one small interface.
+
+Object stores come through pyarrow's filesystems. Credentials come the usual way for each store (for
+S3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, an instance or pod role); an S3-compatible
+store (MinIO, Ceph, moto) is reached through AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, the AWS SDKs'
+own variables, which pyarrow does not read by itself.
+
+The output's commit protocol (faceproc/runstate.py) needs from a store: whole-object writes that appear
+at once (a local temp file renamed; an S3 PUT), a move, a listing, sizes, deletes, and an exclusive create
+for the lock (O_EXCL locally; on S3 a conditional PUT, If-None-Match: *, through boto3).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+REMOTE_SCHEMES = ("s3", "gs", "gcs")
+
+
+def is_uri(path) -> bool:
+    """An object-store location (s3://bucket/key ...); everything else is a local path."""
+    return isinstance(path, str) and urlparse(path).scheme in REMOTE_SCHEMES
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@lru_cache(maxsize=8)
+def _s3(endpoint: str | None, region: str | None):
+    from pyarrow import fs
+
+    # allow_delayed_open: an object smaller than one part goes up in a single PUT (fewer requests, and the
+    # S3-compatible stores that mishandle small multipart uploads accept it).
+    kwargs = {"allow_delayed_open": True}
+    if endpoint:
+        u = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs.update(endpoint_override=u.netloc, scheme=u.scheme or "https")
+    if region:
+        kwargs["region"] = region
+    return fs.S3FileSystem(**kwargs)
+
+
+def filesystem(uri: str):
+    """(pyarrow filesystem, path inside it) for an object-store URI."""
+    u = urlparse(uri)
+    path = (u.netloc + u.path).rstrip("/")
+    if u.scheme == "s3":
+        return _s3(_endpoint(), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")), path
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(uri)[0], path
+
+
+def join(base: str, *parts: str) -> str:
+    """Join a local path or a URI with relative parts."""
+    if is_uri(base):
+        return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts if p])
+    return os.path.join(base, *parts)
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole file, local or remote (photos for decoding; raises OSError like open())."""
+    if not is_uri(path):
+        with open(path, "rb") as fh:
+            return fh.read()
+    fs_, p = filesystem(path)
+    try:
+        with fs_.open_input_stream(p) as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise OSError(f"cannot read {path}: {e}") from None
+
+
+def file_size(path: str) -> int | None:
+    """Size of a file, or None when there is none (a folder counts as none)."""
+    if not is_uri(path):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        import stat as st_mod
+
+        return st.st_size if st_mod.S_ISREG(st.st_mode) else None
+    from pyarrow import fs
+
+    fs_, p = filesystem(path)
+    info = fs_.get_file_info(p)
+    return info.size if info.type == fs.FileType.File else None
+
+
+def list_files(uri: str) -> list[tuple[str, int]]:
+    """(uri, size) of every object under a prefix, sorted: discovery on object stores."""
+    from pyarrow import fs
+
+    fs_, p = filesystem(uri)
+    info = fs_.get_file_info(p)
+    if info.type == fs.FileType.NotFound:
+        raise FileNotFoundError(f"input {uri} does not exist (no object under this prefix)")
+    scheme = urlparse(uri).scheme
+    if info.type == fs.FileType.File:
+        return [(uri, info.size)]
+    out = []
+    for i in fs_.get_file_info(fs.FileSelector(p, recursive=True)):
+        if i.type == fs.FileType.File:
+            out.append((f"{scheme}://{i.path}", i.size))
+    return sorted(out)
+
+
+class Store:
+    """An output folder: a local directory or an object-store prefix. Paths given to methods are relative
+    ("faces/abc.parquet"); `where(rel)` is what messages and readers use."""
+
+    def __init__(self, location: str | os.PathLike):
+        location = str(location)
+        self.remote = is_uri(location)
+        if self.remote:
+            self.uri = location.rstrip("/")
+            self.fs, self.root = filesystem(self.uri)
+        else:
+            self.uri = str(Path(location).absolute())
+            self.fs, self.root = None, self.uri
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __fspath__(self) -> str:  # a local store stands in for its folder
+        if self.remote:
+            raise TypeError(f"{self.uri} is not a local folder")
+        return self.uri
+
+    # -- paths
+    def where(self, rel: str = "") -> str:
+        return join(self.uri, rel) if rel else self.uri
+
+    def _p(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    @property
+    def local_path(self) -> Path | None:
+        return None if self.remote else Path(self.uri)
+
+    # -- reads
+    def size(self, rel: str) -> int | None:
+        if not self.remote:
+            return file_size(self._p(rel))
+        from pyarrow import fs
+
+        info = self.fs.get_file_info(self._p(rel))
+        return info.size if info.type == fs.FileType.File else None
+
+    def exists(self, rel: str) -> bool:
+        return self.size(rel) is not None
+
+    def read_text(self, rel: str) -> str:
+        if not self.remote:
+            return Path(self._p(rel)).read_text(encoding="utf-8")
+        with self.fs.open_input_stream(self._p(rel)) as fh:
+            return fh.read().decode("utf-8")
+
+    def list(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Names (not paths) of the files directly in a folder, sorted; [] when there is none."""
+        if not self.remote:
+            d = Path(self._p(rel_dir))
+            return sorted(p.name for p in d.iterdir() if p.is_file() and p.name.endswith(suffix)) if d.is_dir() else []
+        from pyarrow import fs
+
+        sel = fs.FileSelector(self._p(rel_dir), allow_not_found=True, recursive=False)
+        return sorted(i.base_name for i in self.fs.get_file_info(sel)
+                      if i.type == fs.FileType.File and i.base_name.endswith(suffix))
+
+    # -- writes (each appears whole or not at all)
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        if not self.remote:
+            path = Path(self._p(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            finally:
+                if tmp.exists():  # a full disk must not leave a temp file behind
+                    tmp.unlink()
+            return
+        with self.fs.open_output_stream(self._p(rel)) as fh:  # one PUT (or a multipart upload): atomic
+            fh.write(data)
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write_bytes(rel, text.encode("utf-8"))
+
+    def write_table(self, rel: str, table) -> None:
+        import pyarrow.parquet as pq
+
+        if not self.remote:
+            from .schema import write_atomic
+
+            write_atomic(table, self._p(rel))
+            return
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        self.write_bytes(rel, buf.getvalue())
+
+    def move(self, src: str, dst: str) -> None:
+        """Atomic rename locally; on object stores a server-side copy then a delete of the source."""
+        if not self.remote:
+            Path(self._p(dst)).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._p(src), self._p(dst))
+            return
+        self.fs.copy_file(self._p(src), self._p(dst))
+        self.fs.delete_file(self._p(src))
+
+    def delete(self, rel: str) -> None:
+        if not self.remote:
+            Path(self._p(rel)).unlink(missing_ok=True)
+            return
+        try:
+            self.fs.delete_file(self._p(rel))
+        except FileNotFoundError:
+            pass
+
+    def delete_tree(self, rel: str) -> None:
+        if not self.remote:
+            import shutil
+
+            shutil.rmtree(self._p(rel), ignore_errors=True)
+            return
+        try:  # the objects and the empty "folder" markers pyarrow leaves behind
+            self.fs.delete_dir(self._p(rel))
+        except FileNotFoundError:
+            pass
+
+    def create_exclusive(self, rel: str, text: str) -> bool:
+        """Create a file only if none exists (the lock): False when one does."""
+        if not self.remote:
+            path = Path(self._p(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            return True
+        return _conditional_put(self.uri, rel, text)
+
+    def check_writable(self) -> None:
+        probe = f".write-test-{uuid.uuid4().hex[:6]}"
+        if not self.remote:
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+        self.write_text(probe, "ok")
+        self.delete(probe)
+
+    def read_json(self, rel: str, default=None):
+        try:
+            return json.loads(self.read_text(rel))
+        except FileNotFoundError:
+            return default
+
+
+def _conditional_put(uri: str, rel: str, text: str) -> bool:
+    """S3's If-None-Match: * (AWS since 2024, MinIO, moto): exactly one of two runs creates the lock."""
+    u = urlparse(uri)
+    if u.scheme != "s3":
+        raise NotImplementedError(f"an exclusive lock on {u.scheme}:// is not implemented; use s3:// or a local output")
+    try:
+        import boto3
+        from botocore.exceptions import ClientError
+    except ImportError:
+        raise RuntimeError("an s3:// output needs boto3 for its lock (a conditional PUT): pip install boto3") from None
+    endpoint = _endpoint()
+    client = boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
+    key = "/".join(p for p in (u.path.strip("/"), rel) if p)
+    try:
+        client.put_object(Bucket=u.netloc, Key=key, Body=text.encode("utf-8"), IfNoneMatch="*")
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+            return False
+        raise

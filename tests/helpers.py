@@ -1,0 +1,83 @@
+"""Helpers shared by test modules (stand-in models, generated folders and data); fixtures are in conftest."""
+
+import numpy as np
+from PIL import Image
+
+from faceproc.config import Config
+from faceproc.detect import Detections
+
+
+class FakeDetector:
+    """One 'face' in the middle of every image whose top-left pixel is white."""
+
+    def __init__(self, cfg=None):
+        pass
+
+    def detect(self, rgb, scale=1.0):
+        h, w = rgb.shape[:2]
+        if rgb[0, 0].min() < 250:
+            return Detections.empty()
+        box = np.array([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]], np.float32)
+        kps = np.array([[[w * 0.4, h * 0.4], [w * 0.6, h * 0.4], [w * 0.5, h * 0.5], [w * 0.42, h * 0.6],
+                         [w * 0.58, h * 0.6]]], np.float32)
+        return Detections(box, kps, np.array([0.9], np.float32))
+
+
+class FakePredictor:
+    name, version = "fake", "v0"
+    calls = []
+
+    def __init__(self, cfg=None):
+        pass
+
+    def predict(self, crops):
+        import os
+        import time
+
+        time.sleep(float(os.environ.get("FACEPROC_FAKE_DELAY", "0")))  # a slow model, for tests that kill runs
+        FakePredictor.calls.append(len(crops))
+        return np.full(len(crops), 33.0, np.float32), np.full(len(crops), 0.8, np.float32)
+
+
+def install_fakes(setter=setattr):
+    """Put the stand-ins behind faceproc's factories (`setter` is monkeypatch.setattr in tests, plain setattr
+    in a child process that a test kills)."""
+    import faceproc.detect
+    import faceproc.predict
+
+    setter(faceproc.detect, "make_detector", lambda cfg=None: FakeDetector(cfg))
+    setter(faceproc.detect, "ensure_detector_file", lambda cfg: "fake-detector.onnx")
+    setter(faceproc.predict, "AgeGenderPredictor", FakePredictor)
+    FakePredictor.calls.clear()
+
+
+def make_tree(root, n=7):
+    for i in range(n):
+        img = np.full((80, 100, 3), 100, np.uint8)
+        if i % 2 == 0:
+            img[0, 0] = 255  # has a "face"
+        d = root / f"d{i % 3}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    (root / "d0" / "broken.jpg").write_bytes(b"nope")
+
+
+def cfg_for_tests(**run):
+    cfg = Config()
+    cfg.model.random_init = True
+    for k, v in run.items():
+        setattr(cfg.run, k, v)
+    return cfg
+
+
+def synthetic(n, rng):
+    """Crops whose brightness encodes age and whose red/blue balance encodes gender (ages kept small so
+    a few steps can fit them from a zero-initialised output)."""
+    age = rng.uniform(0, 4, n).astype(np.float32)
+    gender = rng.integers(0, 2, n).astype(np.float32)
+    base = (age / 4 * 160 + 40)[:, None, None, None]
+    crops = np.repeat(np.repeat(base, 128, 1), 128, 2).repeat(3, 3)
+    crops[..., 0] += gender[:, None, None] * 40
+    crops[..., 2] += (1 - gender)[:, None, None] * 40
+    crops = np.clip(crops + rng.normal(0, 8, crops.shape), 0, 255).astype(np.uint8)
+    return {"crops": crops, "age": age, "gender": gender, "key": np.array([f"s/{i}" for i in range(n)])}
