@@ -60,7 +60,8 @@ def build_config(config: str | None, **overrides) -> Config:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
+@click.option("--input", "more_inputs", multiple=True, help="An input (repeatable; the same as INPUTS).")
 @click.option("-o", "--output", required=True, help="Output folder (faces/, images/, report), or s3://bucket/prefix.")
 @click.option("--model", default=None, help="frozen | unfrozen | path to a .keras file.  [default: unfrozen]")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="YAML config (configs/annotate.yaml).")
@@ -71,8 +72,12 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--workers", type=int, default=None, help="Ray worker actors (default: one per CPU).")
 @click.option("--engine", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="ray: local Ray (or RAY_ADDRESS cluster); local: in this process.")
+@click.option("--shard-size", type=int, default=None, help="At most this many files per shard.  [default: 256]")
 @click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
-def annotate(inputs, output, model, config, batch_size, limit, previews, workers, engine, force) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON (for scripts and Ray jobs).")
+@click.option("--random-init", is_flag=True, help="An untrained model: tests and benchmarks only.")
+def annotate(inputs, more_inputs, output, model, config, batch_size, limit, previews, workers, engine, shard_size, force,
+             as_json, random_init) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS (folders, files or s3:// prefixes).
 
     Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
@@ -84,10 +89,14 @@ def annotate(inputs, output, model, config, batch_size, limit, previews, workers
     from .engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,
                          annotate as run)
 
-    cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size,
-                                  "run.previews": previews, "run.workers": workers})
+    inputs = list(inputs) + list(more_inputs)
+    if not inputs:
+        raise click.UsageError("give at least one input (INPUTS or --input)")
+    cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size, "run.shard_size": shard_size,
+                                  "run.previews": previews, "run.workers": workers,
+                                  "model.random_init": random_init or None})
     try:
-        rep = run(list(inputs), output, cfg, engine=engine, force=force, limit=limit)
+        rep = run(inputs, output, cfg, engine=engine, force=force, limit=limit)
     except DiskFull as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
@@ -97,7 +106,14 @@ def annotate(inputs, output, model, config, batch_size, limit, previews, workers
     except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ClusterUnreachable,
             DetectorUnavailable, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    _print_summary(rep)
+    if as_json:
+        import resource
+
+        summary = {k: rep[k] for k in ("files", "faces", "failed_files", "status_counts", "throughput", "output")}
+        summary["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        click.echo(json.dumps(summary, indent=1, default=str))
+    else:
+        _print_summary(rep)
     if rep.get("failed_shards"):
         sys.exit(2)
 
@@ -116,6 +132,20 @@ def _print_summary(rep: dict) -> None:
     from .storage import join
 
     click.echo(f"report: {join(rep['output'], 'report.html')}")
+
+
+@main.command("export-openvino")
+@click.argument("models", nargs=-1, required=True)
+def export_openvino_cmd(models) -> None:
+    """Write each MODEL's OpenVINO copy beside it (MODEL.openvino.xml/.bin/.json): annotate workers then load
+    it without TensorFlow (model.runtime auto). MODEL: frozen, unfrozen or a .keras path."""
+    from .config import ModelConfig
+    from .predict import export_openvino, resolve_model_path
+
+    for m in models:
+        path = resolve_model_path(ModelConfig(variant=m))
+        xml = export_openvino(path)
+        click.echo(f"{xml} ({xml.with_suffix('.bin').stat().st_size / 1e6:.1f} MB)")
 
 
 @main.command("make-sample")

@@ -257,9 +257,13 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
         gpu_each = min(1.0, gpus / n_workers) if gpus else 0.0
     wcfg = _worker_config(cfg, per)
     Worker = _make_worker_class(ray)
+    # Retries are the loop's, not Ray's (max_task_retries=0): a shard whose actor died goes back to the queue
+    # and to another live actor at once, instead of waiting for its own actor to come back, which never
+    # happens when the actor's node is gone and no other node has room for it. Dead actors restart
+    # (max_restarts=-1) wherever there is room and get work again when they answer a ping.
     workers = [
         Worker.options(num_cpus=per, num_gpus=gpu_each, max_restarts=-1,
-                       max_task_retries=cfg.run.max_task_retries).remote(wcfg.to_dict(), str(out), run_id)
+                       max_task_retries=0).remote(wcfg.to_dict(), str(out), run_id)
         for _ in range(n_workers)
     ]
     log.info("ray: %d workers x %.2g CPU, %.2g GPU each (cluster: %g CPU, %g GPU), %d shards",
@@ -267,8 +271,12 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
     t_start = time.time()
     ray.get([w.pid.remote() for w in workers])  # models loaded: the rest is steady-state work
     log.info("workers ready in %.1f s", time.time() - t_start)
+    from ray.exceptions import RayActorError
+
     pending = list(reversed(shards))
     in_flight: dict[Any, tuple[int, Shard, int]] = {}
+    pings: dict[Any, int] = {}
+    alive = [True] * n_workers
     load = [0] * n_workers
     attempts: dict[str, int] = {}
     failed: list[dict] = []
@@ -279,19 +287,41 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
         in_flight[workers[w].run.remote(shard)] = (w, shard, attempts[shard.shard_id])
         load[w] += 1
 
+    def free_worker() -> int | None:
+        live = [w for w in range(n_workers) if alive[w] and load[w] < cap]
+        return min(live, key=lambda w: load[w]) if live else None
+
     while pending or in_flight:
-        # Breadth first: every worker gets a shard before any gets a second one.
-        while pending and min(load) < cap:
-            submit(load.index(min(load)), pending.pop())
-        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        # Breadth first: every live worker gets a shard before any gets a second one.
+        while pending and (w := free_worker()) is not None:
+            submit(w, pending.pop())
+        ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=60)
+        if not ready:
+            if not any(alive):
+                log.warning("no live worker: waiting for Ray to restart them (%d shards to do)", len(pending))
+            continue
         for ref in ready:
+            if ref in pings:  # a restarted actor answers: it takes work again
+                w = pings.pop(ref)
+                try:
+                    ray.get(ref)
+                    alive[w] = True
+                    log.info("worker %d is back", w)
+                except RayActorError:
+                    pings[workers[w].pid.remote()] = w
+                continue
             w, shard, attempt = in_flight.pop(ref)
             load[w] -= 1
             try:
                 on_done(ray.get(ref))
-            except Exception as e:  # actor died beyond its retries, or the shard itself raised
+            except Exception as e:  # the actor died (process or node lost), or the shard itself raised
+                if isinstance(e, RayActorError) and alive[w]:
+                    alive[w] = False
+                    pings[workers[w].pid.remote()] = w
+                    log.warning("worker %d died (%s); its shards go to the others", w, type(e).__name__)
                 if attempt < cfg.run.max_task_retries + 1:
-                    log.warning("shard %s failed (attempt %d): %s; retrying", shard.shard_id, attempt, e)
+                    log.warning("shard %s failed (attempt %d): %s; retrying", shard.shard_id, attempt,
+                                str(e).splitlines()[0][:300])
                     pending.append(shard)
                 else:
                     log.error("shard %s failed for good: %s", shard.shard_id, e)

@@ -52,6 +52,88 @@ def check_model_file(cfg: ModelConfig) -> Path:
     return path
 
 
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _ir_paths(path: Path) -> tuple[Path, Path]:
+    return path.with_suffix(".openvino.xml"), path.with_suffix(".openvino.json")
+
+
+def openvino_copy(path: Path) -> Path | None:
+    """The OpenVINO IR beside a .keras file, if it was made from exactly this file (its sha256 recorded)."""
+    import json
+
+    xml, meta = _ir_paths(path)
+    if not (xml.exists() and xml.with_suffix(".bin").exists() and meta.exists()):
+        return None
+    try:
+        if json.loads(meta.read_text()).get("source_sha256") != _sha256(path):
+            log.warning("%s was made from another version of %s: ignored (faceproc export-openvino %s)", xml, path, path)
+            return None
+    except (OSError, ValueError):
+        return None
+    return xml
+
+
+def export_openvino(path: str | Path) -> Path:
+    """Write MODEL.openvino.xml/.bin (f32 IR, through a TF SavedModel) and MODEL.openvino.json beside MODEL.keras;
+    checked against the Keras outputs on random crops before anything is written."""
+    import json
+    import tempfile
+
+    import openvino as ov
+
+    path = Path(path)
+    keras = import_backend_quietly()
+    model = load_model(path)
+    xml, meta = _ir_paths(path)
+    with tempfile.TemporaryDirectory() as d:
+        model.export(d, format="tf_saved_model", verbose=False)
+        ir = ov.convert_model(d)
+    x = preprocess(np.random.default_rng(0).integers(0, 256, (8, 128, 128, 3), dtype=np.uint8))
+    ref = {k: np.asarray(v).reshape(-1) for k, v in model(x, training=False).items()}
+    compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled(x)
+    out = {o.get_any_name(): np.asarray(got[o]).reshape(-1) for o in compiled.outputs}
+    diff = {k: float(np.abs(out[k] - ref[k]).max()) for k in ("age", "gender")}
+    if diff["age"] > 0.25 or diff["gender"] > 1e-3:
+        raise RuntimeError(f"the OpenVINO copy of {path} disagrees with Keras ({diff}); nothing written")
+    ov.save_model(ir, str(xml), compress_to_fp16=False)
+    meta.write_text(json.dumps({"source": path.name, "source_sha256": _sha256(path), "precision": "f32",
+                                "max_abs_diff_vs_keras": diff, "keras_backend": keras.backend.backend(),
+                                "openvino": ov.get_version()}, indent=1))
+    return xml
+
+
+def _openvino_call(xml: Path, threads: int = 0):
+    import openvino as ov
+
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = ov.Core().compile_model(str(xml), "CPU", config)
+    request = compiled.create_infer_request()
+    names = {o.get_any_name(): o for o in compiled.outputs}
+
+    def call(x):
+        res = request.infer({0: x})
+        return {"age": np.asarray(res[names["age"]]), "gender": np.asarray(res[names["gender"]])}
+
+    return call
+
+
 def import_backend_quietly():
     """Import Keras (and its backend) with native stderr captured: TensorFlow's C++ start-up lines (absl,
     cuInit, oneDNN) ignore TF_CPP_MIN_LOG_LEVEL and would land on the user's terminal from every worker.
@@ -105,6 +187,27 @@ class AgeGenderPredictor:
         """From the config (a shipped variant or a .keras file with its card), or from an in-memory Keras
         `model` (training's final evaluation): one predict path for annotate, evaluate and training."""
         self.cfg = cfg or ModelConfig()
+        self.batch_size = max(1, int(self.cfg.batch_size))
+        ir = None
+        if model is None and not self.cfg.random_init:
+            path = resolve_model_path(self.cfg)
+            ir = openvino_copy(path) if self.cfg.runtime != "keras" else None
+            if self.cfg.runtime == "openvino" and ir is None:
+                raise FileNotFoundError(f"model.runtime = openvino but {path} has no current OpenVINO copy beside it: "
+                                        f"run `faceproc export-openvino {path}`")
+            if ir is not None and not _has_openvino():
+                if self.cfg.runtime == "openvino":
+                    raise ImportError("model.runtime = openvino needs the openvino package (pip install openvino)")
+                ir = None
+        if ir is not None:  # no TensorFlow at all in this process
+            self.card = read_card(path)
+            self.policy = policy_from_card(self.card, path)
+            self.name = self.card.get("variant") or path.stem
+            self.version = model_version(path, self.card)
+            self.model, self.runtime = None, "openvino"
+            self._call = _openvino_call(ir, self.cfg.threads)
+            return
+        self.runtime = "keras"
         import_backend_quietly()
         set_threads(self.cfg.threads)
         if model is not None:
@@ -129,7 +232,6 @@ class AgeGenderPredictor:
             self.model = load_model(path)
             self.name = self.card.get("variant") or path.stem
             self.version = model_version(path, self.card)
-        self.batch_size = max(1, int(self.cfg.batch_size))
         self._call = self._make_call()
 
     @property

@@ -16,20 +16,63 @@ from .schema import OK, read_table, source_path
 PREVIEW_SIDE = 1280
 
 
+SMALL_FACE = 28  # faces narrower than this in the preview also get an enlarged crop in a strip below
+STRIP_TILE = 112
+
+
+def _label(img: np.ndarray, text: str, box: tuple[int, int, int, int], color, scale: float, thick: int) -> None:
+    """A filled label above the box, or below it at the top edge, always inside the image."""
+    h, w = img.shape[:2]
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    x1, y1, _, y2 = box
+    x = int(min(max(0, x1), max(0, w - tw - 4)))
+    top = y1 - th - base - 4
+    if top < 0:  # no room above: below the box (or inside it at the bottom edge)
+        top = min(y2 + 2, h - th - base - 4)
+    top = int(max(0, top))
+    cv2.rectangle(img, (x, top), (x + tw + 4, top + th + base + 4), color, -1)
+    cv2.putText(img, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                cv2.LINE_AA)
+
+
 def draw(rgb: np.ndarray, faces, scale: float) -> np.ndarray:
+    """Boxes, landmarks and labels sized to each face (not to the photo), labels kept inside the image; when
+    faces are small in the preview, a strip of enlarged face crops with the same labels goes below it."""
     img = np.ascontiguousarray(rgb[..., ::-1])
-    thick = max(1, round(max(img.shape[:2]) / 500))
+    src = img.copy()
+    small = []
     for f in faces.itertuples():
         color = (60, 60, 230) if f.gender == "female" else (230, 140, 40)
-        p1 = (int(f.x1 * scale), int(f.y1 * scale))
-        p2 = (int(f.x2 * scale), int(f.y2 * scale))
-        cv2.rectangle(img, p1, p2, color, thick)
-        lm = np.asarray(f.landmarks, np.float32).reshape(5, 2) * scale
-        for x, y in lm:
-            cv2.circle(img, (int(x), int(y)), thick, (0, 255, 0), -1)
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in (f.x1, f.y1, f.x2, f.y2))
+        side = max(1, min(x2 - x1, y2 - y1))
+        thick = int(np.clip(round(side / 60), 1, 4))
+        cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
+        if side >= 24:  # on a smaller face the dots would hide it
+            lm = np.asarray(f.landmarks, np.float32).reshape(5, 2) * scale
+            for x, y in lm:
+                cv2.circle(img, (int(x), int(y)), max(1, side // 40), (0, 255, 0), -1)
         label = f"{f.gender[0].upper()} {f.age:.0f}"
-        cv2.putText(img, label, (p1[0], max(12, p1[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick + 0.2, color, thick)
-    return img
+        _label(img, label, (x1, y1, x2, y2), color, float(np.clip(side / 120, 0.4, 1.0)), 1)
+        if side < SMALL_FACE:
+            small.append((label, color, (x1, y1, x2, y2)))
+    if not small:
+        return img
+    h, w = img.shape[:2]
+    per_row = max(1, w // STRIP_TILE)
+    rows = (len(small) + per_row - 1) // per_row
+    strip = np.full((rows * STRIP_TILE, w, 3), 32, np.uint8)
+    for i, (label, color, (x1, y1, x2, y2)) in enumerate(small):
+        m = (x2 - x1) // 2
+        crop = src[max(0, y1 - m): y2 + m, max(0, x1 - m): x2 + m]
+        if crop.size == 0:
+            continue
+        tile = cv2.resize(crop, (STRIP_TILE - 8, STRIP_TILE - 8), interpolation=cv2.INTER_CUBIC)
+        r, c = divmod(i, per_row)
+        y0, x0 = r * STRIP_TILE + 4, c * STRIP_TILE + 4
+        strip[y0: y0 + STRIP_TILE - 8, x0: x0 + STRIP_TILE - 8] = tile
+        cv2.rectangle(strip, (x0, y0), (x0 + STRIP_TILE - 9, y0 + STRIP_TILE - 9), color, 2)
+        _label(strip, label, (x0, y0 + STRIP_TILE - 8, x0 + STRIP_TILE - 8, y0 + STRIP_TILE - 8), color, 0.45, 1)
+    return np.vstack([img, strip])
 
 
 def preview_name(image_path: str) -> str:

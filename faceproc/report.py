@@ -73,11 +73,16 @@ def _gallery(faces, images, out: Store, seed: int = 0) -> list[dict]:
 
     previews = set(out.list("previews", ".jpg"))
     cards = []
-    cfg = DecodeConfig(max_side=1600)
+    im = images.dropna(subset=["width", "height"])
+    sizes = dict(zip(im["image_path"], np.maximum(im["width"].astype(float), im["height"].astype(float))))
     for path, rows in sel.groupby("image_path", sort=False):
         raw = rows["image_path_bytes"].iloc[0] if "image_path_bytes" in rows else None
+        # Decode only as large as the smallest picked face needs for its thumbnail (JPEG draft mode makes
+        # that several times cheaper than a full decode), between 256 and 1600 px.
+        side, long_side = float((rows["x2"] - rows["x1"]).min()), sizes.get(path)
+        need = 1600 if not long_side or side <= 0 else int(np.clip(long_side * THUMB / side, 256, 1600))
         try:
-            dec = decode_file(source_path(path, raw), cfg)
+            dec = decode_file(source_path(path, raw), DecodeConfig(max_side=need))
         except (DecodeFailure, OSError):
             continue
         for r in rows.itertuples():

@@ -5,6 +5,7 @@ happens. The model is the deterministic untrained one (--random-init): these tes
 orchestration, exact resume and fault tolerance, not accuracy.
 """
 
+import json
 import os
 import signal
 import socket
@@ -299,3 +300,84 @@ def test_embedded_cluster_keeps_token_authentication(tmp_path):
         p.wait(timeout=120)
     # ... and quietly: Ray's message, whose usual answer is to turn authentication off, is not shown.
     assert "Set RAY_AUTH_MODE=disabled" not in p.stderr.read()
+
+
+@pytest.fixture
+def token_env():
+    """Token authentication on, with a fresh token, for clusters started by a test (and restored after)."""
+    import secrets
+
+    saved = {k: os.environ.get(k) for k in TOKEN_VARS}
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _job(address, archive, out, workers=2):
+    """jobs/annotate.py as a driver process attached to `address` (what `ray job submit` runs)."""
+    env = {**os.environ, "RAY_ADDRESS": address, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.Popen([sys.executable, "jobs/annotate.py", "--input", str(archive), "--output", str(out),
+                             "--random-init", "--shard-size", "3", "--workers", str(workers)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(p, timeout=600):
+    out, _ = p.communicate(timeout=timeout)
+    assert p.returncode == 0, out[-4000:]
+    return out
+
+
+def test_two_nodes_share_the_shards_and_losing_one_mid_run_loses_no_row(token_env, archive, reference, tmp_path):
+    """A head and a worker node (two raylets on this machine, ray.cluster_utils): shards run on both (the
+    manifest records each shard's node); the worker node removed mid-run, the job still finishes with every
+    row exactly once (its actor's shards go to the head's actor)."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        worker = c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        out1 = tmp_path / "both"
+        _finish(_job(c.address, archive, out1))
+        nodes = {s.get("node") for s in json.loads((out1 / "manifest.json").read_text())["shards"].values()}
+        assert nodes == {c.head_node.node_id, worker.node_id}
+        same(rows(out1)[1].drop(columns=["shard"]), rows(reference[0])[1].drop(columns=["shard"]))
+
+        out2 = tmp_path / "lost"
+        p = _job(c.address, archive, out2)
+        _wait_for_shards(out2, 3)
+        c.remove_node(worker, allow_graceful=False)  # the node's raylet and its worker processes die
+        log = _finish(p)
+        assert "died" in log
+        ref_faces, ref_images = rows(reference[0])
+        faces, images = rows(out2)
+        same(images.drop(columns=["shard"]), ref_images.drop(columns=["shard"]))
+        same(faces, ref_faces)
+        manifest = json.loads((out2 / "manifest.json").read_text())
+        assert manifest["state"] == "complete"
+        assert {s.get("node") for s in manifest["shards"].values()} >= {c.head_node.node_id}
+    finally:
+        c.shutdown()
+
+
+def test_gpu_share_requested_and_cpu_fallback_said_once(token_env, archive, tmp_path):
+    """A node that declares a GPU this machine does not have (`ray start --num-gpus 1` does the same): the
+    workers request their share of it, and, with no CUDA, run on the CPU after one clear line each."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
+    try:
+        out = tmp_path / "gpu"
+        log = _finish(_job(c.address, archive, out))
+        assert "2 workers x 1 CPU, 0.5 GPU each (cluster: 2 CPU, 1 GPU)" in log
+        fallback = [line for line in log.splitlines() if "onnxruntime has no CUDA provider" in line]
+        assert len(fallback) == 2, log[-3000:]  # one line per worker, not one per shard or per image
+        images = pd.read_parquet(out / "images")
+        assert len(images) == len([p for p in archive.rglob("*") if p.is_file()])
+    finally:
+        c.shutdown()

@@ -35,3 +35,27 @@ def test_report_shows_faces_folders_previews_and_photos_without_faces(tmp_path, 
     tp = json.loads((out / "report.json").read_text())["throughput"]
     assert tp["all_runs"] == 2 and tp["all_runs_files"] == 13 and tp["all_runs_files_per_s"] > 0
     assert "no network" not in page and "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_preview_scales_marks_to_faces_keeps_labels_inside_and_enlarges_small_faces():
+    import numpy as np
+
+    from faceproc.preview import STRIP_TILE, draw
+
+    def faces(rows):
+        return pd.DataFrame([{"x1": x1, "y1": y1, "x2": x2, "y2": y2, "gender": g, "age": 30.0,
+                              "landmarks": [x1 + (x2 - x1) * t for t in (0.3, 0.7, 0.5, 0.35, 0.65)] * 2}
+                             for x1, y1, x2, y2, g in rows])
+
+    # a 4000x3000 photo previewed at 1280x960 (scale 0.32): a 40 px face becomes ~13 px
+    rgb = np.full((960, 1280, 3), 128, np.uint8)
+    small = faces([(100, 0, 140, 40, "female"), (2000, 1500, 2040, 1540, "male")])
+    img = draw(rgb, small, 0.32)
+    assert img.shape[0] == 960 + STRIP_TILE and img.shape[1] == 1280  # one strip row of enlarged crops
+    # the face at the top edge: its label is drawn inside the image, below the box (not cut off above it)
+    assert (img[:960][14:40, 32:60] != 128).any()
+    big = faces([(400, 400, 1400, 1400, "male")])
+    img2 = draw(rgb, big, 0.32)
+    assert img2.shape == (960, 1280, 3)  # a big face needs no strip
+    box_px = (img2[:960] != 128).any(axis=2)
+    assert box_px[128:448, 128].sum() > 200  # the box side is drawn at the face's scale
