@@ -158,7 +158,9 @@ def run_naive(files: list[str]) -> dict:
     app = FaceAnalysis(name="buffalo_m", root=os.environ["FACEPROC_INSIGHTFACE_ROOT"], allowed_modules=["detection"],
                        providers=["CPUExecutionProvider"])
     app.prepare(ctx_id=-1)  # insightface 2.1 default: passes at 128 and 640
-    predictor = AgeGenderPredictor(model_config())
+    cfg = model_config()
+    cfg.runtime = "keras"  # the naive loop is a Keras model called with predict() per face
+    predictor = AgeGenderPredictor(cfg)
     model, policy = predictor.model, predictor.policy  # crops cut the way the model's card says
     t0 = time.perf_counter()
     n_faces = 0

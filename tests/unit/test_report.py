@@ -59,3 +59,41 @@ def test_preview_scales_marks_to_faces_keeps_labels_inside_and_enlarges_small_fa
     assert img2.shape == (960, 1280, 3)  # a big face needs no strip
     box_px = (img2[:960] != 128).any(axis=2)
     assert box_px[128:448, 128].sum() > 200  # the box side is drawn at the face's scale
+
+
+def test_report_size_is_bounded_on_a_100k_photo_output(tmp_path):
+    """100,000 photos in 2,000 folders, 20% failed, 30% without faces, 150,000 faces: every list in the page
+    is capped, so the page stays under 1 MB (the gallery adds at most 8 x 16 thumbnails of ~4 KB each)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from faceproc.report import build_report
+    from faceproc.schema import FACES, IMAGES
+    from faceproc.schema import write_atomic
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    paths = [f"/archive/f{i % 2000:04d}/img{i:06d}.jpg" for i in range(n)]
+    status = rng.choice(["ok", "no_faces", "corrupt"], n, p=[0.5, 0.3, 0.2])
+    nf = np.where(status == "ok", rng.integers(1, 6, n), 0)
+    images = {"image_path": paths, "image_path_bytes": [None] * n, "bytes": rng.integers(1e5, 1e7, n).tolist(),
+              "width": [4000] * n, "height": [3000] * n, "n_faces": nf.tolist(), "status": status.tolist(),
+              "error": [("cannot parse header: " + "x" * 80) if s == "corrupt" else None for s in status],
+              "elapsed_ms": [100.0] * n, "shard": ["s0"] * n, "run_id": ["r"] * n}
+    write_atomic(pa.Table.from_pydict(images, schema=IMAGES), tmp_path / "images" / "s0.parquet")
+    fp = np.repeat(np.arange(n), nf)
+    m = len(fp)
+    x1 = rng.uniform(0, 3000, m).astype(np.float32)
+    faces = {"image_path": [paths[i] for i in fp], "image_path_bytes": [None] * m,
+             "face_index": np.concatenate([np.arange(k) for k in nf if k]).tolist(),
+             "x1": x1, "y1": x1 / 2, "x2": x1 + 100, "y2": x1 / 2 + 100, "det_score": np.full(m, 0.9, np.float32),
+             "landmarks": [[0.0] * 10] * m, "age": rng.uniform(1, 90, m).astype(np.float32),
+             "female_prob": rng.uniform(0, 1, m).astype(np.float32),
+             "gender": np.where(rng.random(m) < 0.5, "female", "male").tolist(), "model": ["unfrozen"] * m,
+             "model_version": ["v"] * m, "run_id": ["r"] * m}
+    write_atomic(pa.Table.from_pydict(faces, schema=FACES), tmp_path / "faces" / "s0.parquet")
+    rep = build_report(tmp_path)
+    size = (tmp_path / "report.html").stat().st_size
+    assert rep["files"] == n and m > 100_000
+    assert size < 1_000_000, size
+    assert (tmp_path / "report.json").stat().st_size < 1_000_000
