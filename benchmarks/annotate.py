@@ -80,7 +80,9 @@ def flat_view(corpus: Path) -> Path:
 
 
 def corpus_files(root: Path) -> list[str]:
-    return sorted(str(p) for p in root.rglob("*.jpg"))
+    from faceproc.discover import IMAGE_EXTENSIONS
+
+    return sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -237,7 +239,24 @@ def run_faceproc(corpus: Path, out: Path, engine: str = "ray", batch_size: int |
         rep = annotate([str(corpus)], out, cfg, engine=engine, progress=False)
         s = time.perf_counter() - t0
     return {"seconds": s, "images": rep["files"], "faces": rep["faces"], "images_per_s": rep["files"] / s,
-            "faces_per_s": rep["faces"] / s, "memory": mem.as_dict(), "engine": engine, "workers": workers}
+            "faces_per_s": rep["faces"] / s, "memory": mem.as_dict(), "engine": engine, "workers": workers,
+            "steady_state": steady_state(out / "faceproc.log", rep["files"])}
+
+
+def steady_state(log: Path, files: int) -> dict | None:
+    """From the run's log: start-up (until the workers are ready) and the images/s from then to the last shard."""
+    import datetime as dt
+    import re
+
+    stamp = lambda line: dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()  # noqa: E731
+    lines = log.read_text().splitlines() if log.exists() else []
+    start = next((stamp(x) for x in lines if "starting an embedded Ray" in x or "attaching to the Ray" in x), None)
+    ready = next((stamp(x) for x in lines if "workers ready" in x), None)
+    done = [stamp(x) for x in lines if re.search(r"shard \w+ done", x)]
+    if ready is None or not done:
+        return None
+    return {"startup_s": round(ready - start, 2) if start else None, "work_s": round(done[-1] - ready, 2),
+            "images_per_s": files / max(done[-1] - ready, 1e-9)}
 
 
 def run_job_script(corpus: Path, out: Path) -> dict:
@@ -319,6 +338,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory", type=int, nargs=2, metavar=("SMALL", "LARGE"), help="memory-growth mode")
     ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "limit", "job", "flat"])
+    ap.add_argument("--photos", help="a third corpus measured in the same run, as it lies (e.g. runs/photo_eval/photos: "
+                                     "the evaluate-photos set, 150 photos of 0.5-12 MP in one folder, JPEG/PNG/WebP)")
     ap.add_argument("--workers", type=int, default=0, help="Ray workers for faceproc (0 = one per CPU)")
     ap.add_argument("--corpus-dir", default=str(REPO / "benchmarks" / "corpus"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
@@ -355,6 +376,13 @@ def main() -> int:
         if "flat" not in a.skip:  # the same photos in one folder
             results["faceproc_flat"] = r = _part("faceproc", ["--corpus", str(flat_view(corpus))] + common)
             print("faceproc, one flat folder", json.dumps(r), flush=True)
+        if a.photos:  # naive loop and faceproc on a folder of real-layout photos, same run
+            pf = corpus_files(Path(a.photos))
+            results["photos_corpus"] = {"dir": a.photos, "images": len(pf), "megapixels": round(sum(_mp(f) for f in pf), 1),
+                                        "layout": f"{len({os.path.dirname(f) for f in pf})} folder(s)"}
+            for p in ("naive", "faceproc"):
+                results[f"{p}_photos"] = r = _part(p, ["--corpus", a.photos] + common)
+                print(f"{p}, photos corpus", json.dumps(r), flush=True)
         if "limit" in results:
             results["parallel_scaling"] = pe = parallel_efficiency(corpus)
             print("parallel scaling", json.dumps(pe), flush=True)
@@ -364,6 +392,10 @@ def main() -> int:
             "faceproc_flat_over_naive": (results["faceproc_flat"]["images_per_s"] / results["naive"]["images_per_s"]
                                          if "naive" in results and "faceproc_flat" in results else None),
             "faceproc_over_limit": fp / results["limit"]["images_per_s"] if "limit" in results else None,
+            "steady_state_over_limit": ((results["faceproc"].get("steady_state") or {}).get("images_per_s", 0)
+                                        / results["limit"]["images_per_s"] if "limit" in results else None),
+            "faceproc_photos_over_naive": (results["faceproc_photos"]["images_per_s"] / results["naive_photos"]["images_per_s"]
+                                           if "faceproc_photos" in results else None),
             # the limit scaled by what concurrent one-thread work really gets from these cores
             "faceproc_over_limit_x_scaling": (fp / (results["limit"]["images_per_s"] * results["parallel_scaling"]["efficiency"])
                                               if "limit" in results else None),

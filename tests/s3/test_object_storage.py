@@ -40,6 +40,9 @@ def read_s3(uri, table):
 
 def rows(df, prefix):
     d = df.drop(columns=[c for c in ("run_id", "elapsed_ms") if c in df])
+    for c in d.columns:  # categories follow first appearance, which differs with the shard plan
+        if isinstance(d[c].dtype, pd.CategoricalDtype):
+            d[c] = d[c].astype(str)
     d["image_path"] = d["image_path"].str.replace(prefix, "", regex=False)
     key = ["image_path", "face_index"] if "face_index" in d else ["image_path"]
     return d.sort_values(key).reset_index(drop=True)

@@ -139,7 +139,7 @@ def test_annotate_cuts_crops_the_way_the_model_card_says(tmp_path):
     from faceproc.discover import FileEntry
     from faceproc.pipeline import Annotator
 
-    from test_pipeline_engine import FakeDetector
+    from tests.helpers import FakeDetector
 
     class P:
         name, version = "p", "v"

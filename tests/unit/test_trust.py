@@ -139,7 +139,7 @@ def test_exit_codes_keep_usage_errors_apart_from_rerun(tmp_path):
     from faceproc.cli import EXIT_USAGE, main
 
     r = CliRunner().invoke(main, ["annotate"])
-    assert r.exit_code == EXIT_USAGE and "Missing argument" in r.output
+    assert r.exit_code == EXIT_USAGE and "Missing option '-o'" in r.output
     r = CliRunner().invoke(main, ["annotate", str(tmp_path), "-o", str(tmp_path / "o"), "--engine", "nope"])
     assert r.exit_code == EXIT_USAGE
     assert CliRunner().invoke(main, ["--help"]).exit_code == 0
@@ -265,7 +265,7 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, fakes, monkeypatch
     import faceproc.predict
     from faceproc.engine import Interrupted
 
-    from test_pipeline_engine import FakePredictor
+    from tests.helpers import FakePredictor
 
     class Killed(FakePredictor):
         n = 0
