@@ -310,12 +310,22 @@ def token_env():
     saved = {k: os.environ.get(k) for k in TOKEN_VARS}
     os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    _refresh_ray_auth()
     yield
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+    _refresh_ray_auth()
+
+
+def _refresh_ray_auth():
+    """Ray caches the auth mode and token per process (as its own _enable_token_auth refreshes them)."""
+    from ray._raylet import AuthenticationTokenLoader, Config as RayConfig
+
+    RayConfig.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _job(address, archive, out, workers=2):
