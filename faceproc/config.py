@@ -125,6 +125,9 @@ class RunConfig:
     ray_address: str | None = field(default=None, metadata=SAME_ROWS)
     max_task_retries: int = field(default=3, metadata=SAME_ROWS)
     previews: int = field(default=0, metadata=SAME_ROWS)
+    # Merge committed shards of fewer files than this (nightly runs add a few photos each) once 8 of them
+    # have accumulated, into shards of up to shard_size files; 0 = never.
+    compact_below: int = field(default=64, metadata=SAME_ROWS)
 
 
 @dataclass
@@ -213,6 +216,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "run.max_in_flight": (lambda v: v >= 1, "must be >= 1"),
     "run.max_task_retries": (lambda v: v >= 0, "must be >= 0"),
     "run.previews": (lambda v: v >= 0, "must be >= 0"),
+    "run.compact_below": (lambda v: v >= 0, "must be >= 0 (0 = never)"),
 }
 
 

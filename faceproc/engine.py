@@ -500,6 +500,8 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     out.delete_tree(STAGING)  # empty once every shard has committed or failed
     for f in failed:
         manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
+    if not failed and cfg.run.compact_below:
+        _compact(out, manifest, cfg)
     manifest["state"] = "complete" if not failed else "incomplete"
     manifest["finished"] = time.time()
     manifest["history"].append({"run_started": manifest["started"], "seconds": round(seconds, 2),
@@ -515,6 +517,25 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     report = build_report(out)
     report["failed_shards"] = failed
     return report
+
+
+COMPACT_AFTER = 8  # small shards that trigger a compaction
+
+
+def _compact(out: Store, manifest: dict, cfg: Config) -> None:
+    """Nightly runs leave a small shard each: once enough have accumulated, merge them (runstate.compact_shards)."""
+    from .runstate import compact_shards
+
+    done = committed_shards(out)
+    if sum(len(m["paths"]) < cfg.run.compact_below for m in done.values()) < COMPACT_AFTER:
+        return
+    after = compact_shards(out, done, small=cfg.run.compact_below, target=cfg.run.shard_size)
+    for sid in set(done) - set(after):
+        manifest["shards"].pop(sid, None)
+    for sid in set(after) - set(done):
+        m = after[sid]
+        manifest["shards"][sid] = {"dir": m["dir"], "files": m["files"], "state": "done", "faces": m["faces"],
+                                   "compacted_from": m["replaces"]}
 
 
 def _read_or_empty(store: Store, rel: str) -> str:

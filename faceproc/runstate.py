@@ -232,7 +232,74 @@ def committed_shards(store: Store) -> dict[str, dict]:
         else:
             log.warning("shard %s is not intact: removed, its photos will be done again", sid)
             remove_shard(store, sid)
+    # A compaction that committed its merged shard but stopped before removing the shards it replaces.
+    for meta in list(found.values()):
+        for old in meta.get("replaces") or []:
+            if old in found and old != meta["shard"]:
+                log.info("removing shard %s, replaced by %s (an interrupted compaction)", old, meta["shard"])
+                remove_shard(store, old)
+                del found[old]
     return found
+
+
+def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target: int = 256) -> dict[str, dict]:
+    """Merge committed shards of fewer than `small` files (nightly runs of a few new photos each) into shards of
+    up to `target` files, so the output does not grow into thousands of tiny files. The merged shard is
+    committed like any other (staged, moved in, marker last, listing the shards it `replaces`), then the old
+    ones are removed; an interruption in between is finished by the next `committed_shards`. Returns the
+    updated id -> marker map."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .schema import TABLES
+
+    smalls = sorted((m for m in done.values() if len(m["paths"]) < small), key=lambda m: m["paths"][0] if m["paths"] else "")
+    groups, cur, n = [], [], 0
+    for m in smalls:
+        if cur and n + len(m["paths"]) > target:
+            groups.append(cur)
+            cur, n = [], 0
+        cur.append(m)
+        n += len(m["paths"])
+    groups.append(cur)
+    done = dict(done)
+    for group in (g for g in groups if len(g) >= 2):
+        paths = sorted(p for m in group for p in m["paths"])
+        h = hashlib.sha1()
+        for p in paths:
+            h.update(p.encode("utf-8", "surrogateescape") + b"\0")
+        sid = h.hexdigest()[:16]
+        tables, sizes = {}, {}
+        for name in ("faces", "images"):
+            parts = [pq.read_table(f"{store.root}/{_data(name, m['shard'])}", schema=TABLES[name], filesystem=store.fs)
+                     for m in group]
+            t = pa.concat_tables(parts)
+            key = ["image_path", "face_index"] if name == "faces" else ["image_path"]
+            tables[name] = t.sort_by([(k, "ascending") for k in key])
+        for name, t in tables.items():
+            staged = f"{STAGING}/{sid}.{name}.parquet"
+            store.write_table(staged, t)
+            sizes[name] = store.size(staged)
+            store.move(staged, _data(name, sid))
+        dirs = sorted({m.get("dir") or "" for m in group})
+        counts: dict[str, int] = {}
+        for m in group:
+            for k, v in (m.get("counts") or {}).items():
+                counts[k] = counts.get(k, 0) + v
+        marker = {"shard": sid, "digest": sid, "files": len(paths), "sizes": sizes,
+                  "dir": dirs[0] if len(dirs) == 1 else os.path.commonprefix(dirs), "paths": paths,
+                  "faces": tables["faces"].num_rows, "counts": counts,
+                  "seconds": round(sum(m.get("seconds", 0) for m in group), 3), "pid": os.getpid(),
+                  "finished": time.time(), "replaces": [m["shard"] for m in group]}
+        store.write_text(shard_marker(sid), json.dumps(marker))
+        for m in group:
+            remove_shard(store, m["shard"])
+            del done[m["shard"]]
+        done[sid] = marker
+        log.info("compacted %d small shards (%d files) into %s", len(group), len(paths), sid)
+    return done
 
 
 def _remove_uncommitted(store: Store) -> None:

@@ -118,3 +118,48 @@ def test_shard_plan_uses_every_worker_and_reruns_do_only_new_work(tmp_path, fake
     images = pd.read_parquet(out / "images")
     assert len(images) == 63 and images.image_path.is_unique
     assert len(list((out / "images").glob("*.parquet"))) == 4 + 1  # bounded: one small shard for the newcomers
+
+
+def test_nightly_runs_are_compacted_and_an_interrupted_compaction_is_finished(tmp_path, fakes, monkeypatch):
+    """A growing archive run every night: each night's few photos make a small shard; once 8 small shards
+    exist they are merged, so files stay bounded; rows stay exactly once, also when the merge is cut short."""
+    import faceproc.runstate as R
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+
+    def add(names):
+        for name in names:
+            Image.fromarray(np.full((40, 50, 3), 255, np.uint8)).save(folder / f"{name}.png")
+
+    out = tmp_path / "out"
+    add(f"base{i:02d}" for i in range(40))
+    annotate([str(folder)], out, cfg_for_tests(), engine="local")
+    counts = []
+    for night in range(9):
+        add([f"n{night}a", f"n{night}b"])
+        annotate([str(folder)], out, cfg_for_tests(), engine="local")
+        counts.append(len(list((out / "images").glob("*.parquet"))))
+    assert counts[:6] == [2, 3, 4, 5, 6, 7] and counts[6] == 1  # the 8th small shard triggers the merge
+    assert max(counts) <= 8 and counts[-1] == 3
+    images = pd.read_parquet(out / "images")
+    assert len(images) == 58 and images["image_path"].is_unique
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sum(s["files"] for s in manifest["shards"].values()) == 58
+    # cut short: the merged shard committed, the old ones not yet removed (both visible)
+    done = R.committed_shards(R.Store(out))
+    add(["late"])
+    annotate([str(folder)], out, cfg_for_tests(), engine="local")
+    done = R.committed_shards(R.Store(out))
+    monkeypatch.setattr(R, "remove_shard", lambda store, sid: None)
+    merged = R.compact_shards(R.Store(out), done, small=64, target=256)
+    assert len(list((out / "images").glob("*.parquet"))) == len(done) + 1  # old and merged side by side
+    monkeypatch.undo()
+    import faceproc.engine  # noqa: F401  (fakes need re-installing after undo)
+    from tests.helpers import install_fakes
+
+    install_fakes(monkeypatch.setattr)
+    annotate([str(folder)], out, cfg_for_tests(), engine="local")  # the next run finishes the merge
+    images = pd.read_parquet(out / "images")
+    assert len(images) == 59 and images["image_path"].is_unique
+    assert len(list((out / "images").glob("*.parquet"))) == len(merged)
