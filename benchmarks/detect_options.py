@@ -34,6 +34,7 @@ OPTIONS = {
     "onnxruntime f32 (before)": ScrfdConfig(runtime="onnxruntime"),
     "openvino f32": ScrfdConfig(runtime="openvino", precision="f32"),
     "openvino bf16 (default here)": ScrfdConfig(runtime="openvino", precision="bf16"),
+    "openvino int8 (NNCF, calibrated on insightface's sample photos)": ScrfdConfig(runtime="openvino", precision="int8"),
     "openvino bf16, full-res <= 1536": ScrfdConfig(runtime="openvino", precision="bf16", full_res_max=1536),
     "onnxruntime, no full-res pass": ScrfdConfig(runtime="onnxruntime", full_res="never"),
 }

@@ -197,7 +197,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "detector.scrfd.full_res_above": (lambda v: v > 0, "must be > 0"),
     "detector.scrfd.full_res_max": (lambda v: v in (1280, 1536, 2048), "must be 1280, 1536 or 2048"),
     "detector.scrfd.runtime": (lambda v: v in ("auto", "onnxruntime", "openvino"), "must be auto, onnxruntime or openvino"),
-    "detector.scrfd.precision": (lambda v: v in ("auto", "f32", "bf16"), "must be auto, f32 or bf16"),
+    "detector.scrfd.precision": (lambda v: v in ("auto", "f32", "bf16", "int8"), "must be auto, f32, bf16 or int8"),
     "detector.yunet.max_side": (lambda v: 32 <= v <= 4096, "must be 32..4096"),
     "detector.yunet.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
     "detector.yunet.full_res_above": (lambda v: v > 0, "must be > 0"),
@@ -249,8 +249,9 @@ def _validate(cfg: "Config") -> list[str]:
             problems.append(f"{key} = {value!r}: {rule[1]}")
     if cfg.model.min_age >= cfg.model.max_age:
         problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
-    if cfg.detector.scrfd.precision == "bf16" and cfg.detector.scrfd.runtime == "onnxruntime":
-        problems.append("detector.scrfd.precision = bf16 needs detector.scrfd.runtime = openvino (or auto)")
+    if cfg.detector.scrfd.precision in ("bf16", "int8") and cfg.detector.scrfd.runtime == "onnxruntime":
+        problems.append(f"detector.scrfd.precision = {cfg.detector.scrfd.precision} needs detector.scrfd.runtime = "
+                        f"openvino (or auto)")
     return problems
 
 
