@@ -52,6 +52,15 @@ def check_model_file(cfg: ModelConfig) -> Path:
     return path
 
 
+def _gpu_visible() -> bool:
+    """A GPU this process may use (Ray sets CUDA_VISIBLE_DEVICES for actors given GPUs): then `auto` keeps
+    the Keras backend, which runs there, instead of OpenVINO on the CPU."""
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return visible is not None and visible.strip() not in ("", "-1")
+
+
 def _has_openvino() -> bool:
     try:
         import openvino  # noqa: F401
@@ -191,7 +200,8 @@ class AgeGenderPredictor:
         ir = None
         if model is None and not self.cfg.random_init:
             path = resolve_model_path(self.cfg)
-            ir = openvino_copy(path) if self.cfg.runtime != "keras" else None
+            ir = openvino_copy(path) if self.cfg.runtime == "openvino" or (
+                self.cfg.runtime == "auto" and not _gpu_visible()) else None
             if self.cfg.runtime == "openvino" and ir is None:
                 raise FileNotFoundError(f"model.runtime = openvino but {path} has no current OpenVINO copy beside it: "
                                         f"run `faceproc export-openvino {path}`")

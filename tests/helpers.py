@@ -81,3 +81,15 @@ def synthetic(n, rng):
     crops[..., 2] += (1 - gender)[:, None, None] * 40
     crops = np.clip(crops + rng.normal(0, 8, crops.shape), 0, 255).astype(np.uint8)
     return {"crops": crops, "age": age, "gender": gender, "key": np.array([f"s/{i}" for i in range(n)])}
+
+
+def annotated_sample(tmp_path, n=12, previews=2):
+    """A small tree annotated with the stand-in models (use with the `fakes` fixture): the output folder."""
+    from faceproc.engine import annotate
+
+    make_tree(tmp_path / "in", n=n)
+    cfg = cfg_for_tests()
+    cfg.run.previews = previews
+    out = tmp_path / "out"
+    annotate([str(tmp_path / "in")], out, cfg, engine="local")
+    return out

@@ -7,15 +7,11 @@ import pandas as pd
 
 from faceproc.engine import annotate
 
-from tests.helpers import cfg_for_tests, make_tree
+from tests.helpers import annotated_sample, cfg_for_tests
 
 
 def test_report_shows_faces_folders_previews_and_photos_without_faces(tmp_path, fakes):  # noqa: F811
-    make_tree(tmp_path / "in", n=12)
-    cfg = cfg_for_tests()
-    cfg.run.previews = 2
-    out = tmp_path / "out"
-    annotate([str(tmp_path / "in")], out, cfg, engine="local")
+    out = annotated_sample(tmp_path)
     page = (out / "report.html").read_text()
     rep = json.loads((out / "report.json").read_text())
     faces = pd.read_parquet(out / "faces")

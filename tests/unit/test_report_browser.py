@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceproc.engine import annotate
-from tests.helpers import cfg_for_tests, make_tree
+from tests.helpers import annotated_sample
 
 
 def _chromium():
@@ -30,11 +29,7 @@ def _run(browser, *args, timeout=120):
 
 def test_report_in_headless_chromium(tmp_path, fakes):
     browser = _chromium()
-    make_tree(tmp_path / "in", n=12)
-    cfg = cfg_for_tests()
-    cfg.run.previews = 2
-    out = tmp_path / "out"
-    annotate([str(tmp_path / "in")], out, cfg, engine="local")
+    out = annotated_sample(tmp_path)
     url = (out / "report.html").as_uri()
     dom = _run(browser, "--virtual-time-budget=3000", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]

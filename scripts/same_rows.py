@@ -1,0 +1,81 @@
+"""Before/after check for refactors: annotate one folder with an older commit and with this working tree, and
+compare the rows (run ids and timings aside). Issue 11's "behaviour stays the same".
+
+    python scripts/same_rows.py --rev ece05a5 --input sample/ [--config configs/exact.yaml]
+
+The older commit runs from a `git worktree` in a temporary folder; both runs use --engine local. Pass a
+config that pins this tree to the older runtimes (detector.scrfd.runtime: onnxruntime, model.runtime:
+keras) to separate refactors from the faster runtimes, which change scores in the last digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+IGNORE = {"run_id", "elapsed_ms", "shard"}
+
+
+def run(tree: Path, inputs: str, out: Path, config: str | None) -> None:
+    cmd = [sys.executable, "-c", "from faceproc.cli import main; main()", "annotate", inputs, "-o", str(out),
+           "--engine", "local"]
+    if config:
+        cmd += ["--config", config]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run(cmd, check=True, env=env, cwd=tree, capture_output=True)
+
+
+def compare(a: Path, b: Path) -> list[str]:
+    problems = []
+    for table, key in (("images", ["image_path"]), ("faces", ["image_path", "face_index"])):
+        x = pd.read_parquet(a / table).sort_values(key).reset_index(drop=True)
+        y = pd.read_parquet(b / table).sort_values(key).reset_index(drop=True)
+        cols = [c for c in x.columns if c not in IGNORE]
+        if list(x.columns) != list(y.columns) or len(x) != len(y):
+            problems.append(f"{table}: columns {list(x.columns)} vs {list(y.columns)}, rows {len(x)} vs {len(y)}")
+            continue
+        for c in cols:
+            xa, ya = x[c], y[c]
+            if xa.dtype.kind == "f":
+                d = float(np.nanmax(np.abs(xa.to_numpy(float) - ya.to_numpy(float)))) if len(xa) else 0.0
+                if d > 1e-4:
+                    problems.append(f"{table}.{c}: max difference {d:.3g}")
+            elif c == "landmarks":
+                d = float(np.abs(np.stack(xa) - np.stack(ya)).max()) if len(xa) else 0.0
+                if d > 1e-4:
+                    problems.append(f"{table}.{c}: max difference {d:.3g}")
+            elif xa.astype(str).tolist() != ya.astype(str).tolist():
+                problems.append(f"{table}.{c}: values differ")
+    return problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rev", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--config", help="config for this tree's run (e.g. pinning the older runtimes)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        subprocess.run(["git", "worktree", "add", "--detach", str(d / "old"), a.rev], cwd=REPO, check=True,
+                       capture_output=True)
+        try:
+            run(d / "old", os.path.abspath(a.input), d / "out-old", None)
+            run(REPO, os.path.abspath(a.input), d / "out-new", os.path.abspath(a.config) if a.config else None)
+            problems = compare(d / "out-old", d / "out-new")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(d / "old")], cwd=REPO, capture_output=True)
+    print("same rows" if not problems else "DIFFERENT:\n  " + "\n  ".join(problems))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
