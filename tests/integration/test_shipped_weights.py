@@ -83,16 +83,21 @@ def test_shipped_model_is_accurate(variant, val_faces):
 
 @pytest.mark.parametrize("variant", ["unfrozen", "frozen"])
 def test_fast_inference_path_equals_plain_keras_on_real_crops(variant, val_faces):
-    """The traced fixed-batch path (padding the last batch) against plain `model.predict`: same ages
-    within 0.01 years and the same P(female) within 1e-4, on real face crops."""
+    """Both inference paths against plain `model.predict` on real face crops: the traced fixed-batch Keras
+    path (padding the last batch) and the shipped OpenVINO copy (no TensorFlow), each within 0.01 years of
+    age and 1e-4 of P(female)."""
     from faceproc.predict import AgeGenderPredictor
 
-    fast = AgeGenderPredictor(ModelConfig(variant=variant, batch_size=16, flip_tta=False, min_age=-1e9, max_age=1e9))
+    common = dict(variant=variant, batch_size=16, flip_tta=False, min_age=-1e9, max_age=1e9)
+    fast = AgeGenderPredictor(ModelConfig(runtime="keras", **common))
+    ov = AgeGenderPredictor(ModelConfig(runtime="openvino", **common))
+    assert (fast.runtime, ov.runtime) == ("keras", "openvino") and ov.policy == fast.policy
     crops = cut(val_faces[0][:45], fast.policy)
-    a, p = fast.predict(crops)
     ref = fast.model.predict(crops.astype(np.float32) / 127.5 - 1.0, batch_size=45, verbose=0)
-    np.testing.assert_allclose(a, ref["age"].ravel(), atol=0.01)
-    np.testing.assert_allclose(p, ref["gender"].ravel(), atol=1e-4)
+    for predictor in (fast, ov):
+        a, p = predictor.predict(crops)
+        np.testing.assert_allclose(a, ref["age"].ravel(), atol=0.01)
+        np.testing.assert_allclose(p, ref["gender"].ravel(), atol=1e-4)
 
 
 def test_group_photo_genders_and_ages_with_the_shipped_model():

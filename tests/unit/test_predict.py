@@ -53,3 +53,23 @@ def test_flip_average_and_clip(model_dir):
 def test_missing_weights_have_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="faceproc train --variant frozen"):
         AgeGenderPredictor(ModelConfig(variant="frozen", weights_dir=str(tmp_path)))
+
+
+def test_openvino_copy_is_used_only_when_made_from_this_exact_keras_file(tmp_path):
+    import hashlib
+    import json
+
+    from faceproc.predict import openvino_copy
+
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"weights v1")
+    assert openvino_copy(model) is None  # no copy
+    (tmp_path / "m.openvino.xml").write_text("<net/>")
+    (tmp_path / "m.openvino.bin").write_bytes(b"\0")
+    meta = tmp_path / "m.openvino.json"
+    meta.write_text(json.dumps({"source_sha256": hashlib.sha256(b"weights v1").hexdigest()}))
+    assert openvino_copy(model) == tmp_path / "m.openvino.xml"
+    model.write_bytes(b"weights v2")  # retrained in place: the old copy must not be used
+    assert openvino_copy(model) is None
+    meta.write_text("not json")
+    assert openvino_copy(model) is None
