@@ -259,35 +259,51 @@ def test_disk_full_keeps_finished_shards_and_shows_nothing_half_written(tmp_path
     assert len(images) == 8 and images.image_path.is_unique
 
 
-def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, fakes, monkeypatch):  # noqa: F811
-    import signal
+SIGTERMED_RUN = r"""
+import os, signal, sys, json
+from tests.helpers import FakePredictor, cfg_for_tests, install_fakes
+install_fakes()
+import faceproc.predict
+from faceproc.engine import Interrupted, annotate
 
-    import faceproc.predict
-    from faceproc.engine import Interrupted
 
-    from tests.helpers import FakePredictor
+class Killed(FakePredictor):
+    n = 0
 
-    class Killed(FakePredictor):
-        n = 0
+    def predict(self, crops):
+        Killed.n += 1
+        if Killed.n == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, in the middle of a shard
+        return super().predict(crops)
 
-        def predict(self, crops):
-            Killed.n += 1
-            if Killed.n == 2:
-                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, in the middle of a shard
-            return super().predict(crops)
+
+faceproc.predict.AgeGenderPredictor = Killed
+before = signal.getsignal(signal.SIGTERM)
+try:
+    annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(shard_size=1), engine="local")
+except Interrupted as e:
+    print("INTERRUPTED", e, "HANDLER_RESTORED", signal.getsignal(signal.SIGTERM) == before)
+    sys.exit(130)
+"""
+
+
+def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, fakes):  # noqa: F811
+    """In a child process (a SIGTERM that went astray must not take the test runner with it)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
 
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", Killed)
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Interrupted, match="run the same command again"):
-        annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=1), engine="local")
-    assert signal.getsignal(signal.SIGTERM) == before
+    r = subprocess.run([sys.executable, "-c", SIGTERMED_RUN, str(tmp_path / "in"), str(out)], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 130, r.stdout + r.stderr[-3000:]
+    assert "run the same command again" in r.stdout and "HANDLER_RESTORED True" in r.stdout
     assert json.loads((out / "manifest.json").read_text())["state"] == "interrupted"
     assert not (out / LOCK).exists() and not (out / "_staging").exists()
     committed = {p.stem for p in (out / "_shards").glob("*.json")}
     assert 0 < len(committed) < 8 and {p.stem for p in (out / "images").glob("*.parquet")} == committed
-    monkeypatch.setattr(faceproc.predict, "AgeGenderPredictor", FakePredictor)
     annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=1), engine="local")
     assert len(pd.read_parquet(out / "images")) == 8
 
