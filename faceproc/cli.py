@@ -134,7 +134,7 @@ def _print_summary(rep: dict) -> None:
     click.echo(f"report: {join(rep['output'], 'report.html')}")
 
 
-@main.command("export-openvino")
+@main.command("export-openvino", short_help="Write a model's OpenVINO copy (workers then need no TensorFlow).")
 @click.argument("models", nargs=-1, required=True)
 def export_openvino_cmd(models) -> None:
     """Write each MODEL's OpenVINO copy beside it (MODEL.openvino.xml/.bin/.json): annotate workers then load

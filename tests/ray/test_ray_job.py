@@ -107,7 +107,7 @@ def submit(client, archive, out, extra=()):
              f"--shard-size 3 --workers 2 " + " ".join(extra))
     return client.submit_job(
         entrypoint=entry,
-        runtime_env={"working_dir": str(REPO), "excludes": ["runs", ".git", "*.keras", "benchmarks/results"],
+        runtime_env={"working_dir": str(REPO), "excludes": ["runs", ".git", "*.keras", "*.openvino.*", "benchmarks/results"],
                      "env_vars": {k: v for k, v in os.environ.items() if k.startswith("FACEPROC_")}},
     )
 
