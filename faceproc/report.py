@@ -75,7 +75,8 @@ def _gallery(faces, images, out: Store, seed: int = 0) -> list[dict]:
     cards = []
     im = images.dropna(subset=["width", "height"])
     sizes = dict(zip(im["image_path"], np.maximum(im["width"].astype(float), im["height"].astype(float))))
-    for path, rows in sel.groupby("image_path", sort=False):
+    def thumbs(item):
+        path, rows = item
         raw = rows["image_path_bytes"].iloc[0] if "image_path_bytes" in rows else None
         # Decode only as large as the smallest picked face needs for its thumbnail (JPEG draft mode makes
         # that several times cheaper than a full decode), between 256 and 1600 px.
@@ -84,7 +85,8 @@ def _gallery(faces, images, out: Store, seed: int = 0) -> list[dict]:
         try:
             dec = decode_file(source_path(path, raw), DecodeConfig(max_side=need))
         except (DecodeFailure, OSError):
-            continue
+            return []
+        out_cards = []
         for r in rows.itertuples():
             x1, y1, x2, y2 = (float(v) * dec.scale for v in (r.x1, r.y1, r.x2, r.y2))
             m = 0.25 * max(x2 - x1, y2 - y1)
@@ -95,8 +97,18 @@ def _gallery(faces, images, out: Store, seed: int = 0) -> list[dict]:
             ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
             pv = preview_name(path)
             link = f"previews/{pv}" if pv in previews else Path(path).as_uri() if path.startswith("/") else path
-            cards.append({"band": r.band, "gender": r.gender, "age": float(r.age), "score": float(r.det_score),
-                          "path": path, "link": link, "jpeg": base64.b64encode(buf.tobytes()).decode()})
+            out_cards.append({"band": r.band, "gender": r.gender, "age": float(r.age), "score": float(r.det_score),
+                              "path": path, "link": link, "jpeg": base64.b64encode(buf.tobytes()).decode()})
+        return out_cards
+
+    # Photos are decoded on every core (the decoders release the GIL): the report is the end of every run.
+    from concurrent.futures import ThreadPoolExecutor
+
+    import os
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for c in pool.map(thumbs, list(sel.groupby("image_path", sort=False))):
+            cards += c
     order = {b: i for i, b in enumerate(AGE_BANDS)}
     return sorted(cards, key=lambda c: (order[c["band"]], c["gender"], c["age"]))
 
