@@ -144,3 +144,13 @@ def test_killed_run_then_rerun_rows_exactly_once(s3_server, tmp_path, fakes):
     assert len(faces) == int(images["n_faces"].fillna(0).sum()) and not faces.duplicated(["image_path", "face_index"]).any()
     assert np.allclose(faces["age"], 33.0)
     assert not store.list("_staging") and not store.exists(".faceproc.lock")
+
+
+def test_missing_bucket_and_missing_input_prefix_are_clear_errors(s3_server, tree, fakes):
+    from faceproc.engine import OutputNotWritable
+
+    with pytest.raises(OutputNotWritable, match="s3://no-such-bucket/out is not writable"):
+        annotate([str(tree)], "s3://no-such-bucket/out", cfg_for_tests(), engine="local")
+    with pytest.raises(FileNotFoundError, match="s3://faceproc/nothing-here does not exist"):
+        annotate(["s3://faceproc/nothing-here"], "s3://faceproc/runs/x", cfg_for_tests(), engine="local")
+    assert not Store("s3://faceproc/runs/x").exists("manifest.json")  # nothing written for a refused run
