@@ -24,3 +24,11 @@ def test_readme_pandas_examples_run(tmp_path, monkeypatch, fakes):  # noqa: F811
     exec(compile(code, "README.md", "exec"), scope)
     assert len(scope["faces"]) == 5 and len(scope["images"]) == 10
     assert scope["per_photo"]["n"].sum() == 5
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run must run the README's test command, word for word (with its install steps before it)."""
+    text = (REPO / "README.md").read_text()
+    command = re.search(r"^(python -m pytest[^#\n]*?)\s*# the test command", text, re.M).group(1).strip()
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1].strip() == command
