@@ -105,7 +105,8 @@ class ModelConfig:
     threads: int = field(default=0, metadata=SAME_ROWS)  # inference intra-op threads; 0 = the runtime's default
     # keras (TensorFlow or another Keras 3 backend) | openvino (the model's OpenVINO copy beside its .keras,
     # made by `faceproc export-openvino`: no TensorFlow in the workers, ~4 s less start-up each, outputs
-    # equal to ~0.04 years) | auto (openvino when that copy exists and openvino is installed, else keras).
+    # within 3e-5 years of Keras) | auto (openvino when that copy exists, openvino is installed and no GPU is
+    # visible to the worker, else keras).
     runtime: str = "auto"
     # Random weights instead of trained ones: only for tests and benchmarks before weights exist.
     random_init: bool = False
@@ -185,12 +186,16 @@ class ConfigError(ValueError):
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
+# Detector kind -> its settings section under DetectorConfig (one entry per kind, as in detect.DETECTORS).
+_DETECTOR_KINDS = {"scrfd": ScrfdConfig, "yunet": YunetConfig}
+
 # Value checks beyond the types (the types themselves are checked by pydantic from the annotations).
 _RULES: dict[str, tuple[Any, str]] = {
     "decode.max_pixels": (lambda v: v > 0, "must be > 0"),
     "decode.max_side": (lambda v: v >= 64, "must be >= 64"),
     "decode.min_side": (lambda v: v >= 1, "must be >= 1"),
-    "detector.kind": (lambda v: v in ("scrfd", "yunet"), "must be scrfd or yunet (faceproc.detect.DETECTORS)"),
+    "detector.kind": (lambda v: v in _DETECTOR_KINDS, f"must be one of {', '.join(_DETECTOR_KINDS)} "
+                      f"(faceproc.detect.DETECTORS)"),
     "detector.scrfd.sizes": (lambda v: len(v) > 0 and all(32 <= x <= 4096 for x in v),
                              "must be a non-empty list of sizes 32..4096"),
     "detector.scrfd.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
@@ -307,19 +312,13 @@ def _build(cls, data: dict[str, Any], where: str):
     return obj
 
 
-_DETECTOR_KINDS = ("scrfd", "yunet")
-
 
 def _moved(cls, key) -> str:
     """Detector settings moved under their kind (detector.sizes -> detector.scrfd.sizes): say where."""
     if cls is not DetectorConfig:
         return ""
-    homes = [k for k in _DETECTOR_KINDS if key in {f.name for f in dataclasses.fields(_subsection_of(k))}]
+    homes = [k for k, section in _DETECTOR_KINDS.items() if key in {f.name for f in dataclasses.fields(section)}]
     return f"; it now sits under its detector kind: {', '.join(f'detector.{k}.{key}' for k in homes)}" if homes else ""
-
-
-def _subsection_of(kind: str):
-    return {"scrfd": ScrfdConfig, "yunet": YunetConfig}[kind]
 
 
 def _subsection(f: dataclasses.Field):

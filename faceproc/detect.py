@@ -110,14 +110,13 @@ KNOWN_SHA256 = {
 
 def _verified(pack: str, path: str, downloaded: bool) -> str:
     """A corrupt or tampered detector must stop the run before any worker loads it."""
-    import hashlib
     import os
     import shutil
 
+    from .model import file_sha256
+
     want = KNOWN_SHA256.get((pack, os.path.basename(path)))
-    with open(path, "rb") as f:
-        got = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
-            hashlib.sha256(f.read()).hexdigest()
+    got = file_sha256(path)
     if want is None:
         log.info("detector %s sha256 %s (no reference checksum for pack %s)", path, got, pack)
         return path
@@ -255,11 +254,11 @@ def quantized_detector(model_file: str) -> str:
     """An int8 OpenVINO copy of the SCRFD file (NNCF post-training quantization, calibrated on
     _calibration_blobs), made once per machine under $FACEPROC_CACHE (default ~/.cache/faceproc), under a lock."""
     import fcntl
-    import hashlib
     import os
 
-    with open(model_file, "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+    from .model import file_sha256
+
+    digest = file_sha256(model_file)[:16]
     cache = os.path.join(os.path.expanduser(os.environ.get("FACEPROC_CACHE", "~/.cache/faceproc")), "detectors")
     os.makedirs(cache, exist_ok=True)
     xml = os.path.join(cache, f"{digest}-int8-v{QUANT_VERSION}.xml")

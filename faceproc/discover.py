@@ -19,6 +19,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from .storage import is_uri, list_files
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
 
@@ -118,8 +120,6 @@ def walk_images(root: str, disc: Discovery, exclude: list[str] | tuple = ()):
 def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
     """walk_images for an object-store prefix (s3://bucket/archive): (folder, files) per key prefix, sorted;
     "folders" are the key prefixes up to the last slash. A prefix in `exclude` (the run's output) is skipped."""
-    from .storage import list_files
-
     skip = tuple(e.rstrip("/") + "/" for e in exclude if is_uri(e))
     by_dir: dict[str, list[FileEntry]] = {}
     for path, size in list_files(uri):
@@ -134,12 +134,6 @@ def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
         by_dir.setdefault(d, []).append(FileEntry(path, hidden, size))
     for d in sorted(by_dir):
         yield d, by_dir[d]
-
-
-def is_uri(path) -> bool:
-    from .storage import is_uri as _is_uri
-
-    return _is_uri(path)
 
 
 def check_inputs(inputs: list[str]) -> list[str]:
@@ -183,13 +177,18 @@ def cut_shards(files: list[FileEntry], shard_size: int = 256, parts: int = 1) ->
     shards = []
     for i in range(0, n, size):
         chunk = files[i : i + size]
-        h = hashlib.sha1()
-        for f in chunk:
-            h.update(f.path.encode("utf-8", "surrogateescape") + b"\0")
         dirs = {f.path.rsplit("/", 1)[0] if is_uri(f.path) else os.path.dirname(f.path) for f in chunk}
         directory = dirs.pop() if len(dirs) == 1 else _common_dir(sorted(dirs))
-        shards.append(Shard(h.hexdigest()[:16], directory, chunk))
+        shards.append(Shard(shard_id(f.path for f in chunk), directory, chunk))
     return shards
+
+
+def shard_id(paths) -> str:
+    """A shard's name: a hash of its file list (new shards and the merged shards of a compaction alike)."""
+    h = hashlib.sha1()
+    for p in paths:
+        h.update(p.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()[:16]
 
 
 def _common_dir(dirs: list[str]) -> str:

@@ -459,7 +459,10 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         bar.__enter__()
     last_write = [0.0]
 
+    committed = dict(done)  # id -> marker of every committed shard (a shard's summary is its marker)
+
     def on_done(summary: dict) -> None:
+        committed[summary["shard"]] = summary
         manifest["shards"][summary["shard"]].update(state="done", faces=summary["faces"], seconds=summary["seconds"],
                                                     node=summary.get("node", "local"))
         done_files[0] += summary["files"]
@@ -501,7 +504,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     for f in failed:
         manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
     if not failed and cfg.run.compact_below:
-        _compact(out, manifest, cfg)
+        _compact(out, manifest, cfg, committed)
     manifest["state"] = "complete" if not failed else "incomplete"
     manifest["finished"] = time.time()
     manifest["history"].append({"run_started": manifest["started"], "seconds": round(seconds, 2),
@@ -522,11 +525,11 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
 COMPACT_AFTER = 8  # small shards that trigger a compaction
 
 
-def _compact(out: Store, manifest: dict, cfg: Config) -> None:
-    """Nightly runs leave a small shard each: once enough have accumulated, merge them (runstate.compact_shards)."""
+def _compact(out: Store, manifest: dict, cfg: Config, done: dict[str, dict]) -> None:
+    """Nightly runs leave a small shard each: once enough have accumulated, merge them (runstate.compact_shards).
+    `done`: the committed shards' markers, as this run knows them (read at its start, plus its own commits)."""
     from .runstate import compact_shards
 
-    done = committed_shards(out)
     if sum(len(m["paths"]) < cfg.run.compact_below for m in done.values()) < COMPACT_AFTER:
         return
     after = compact_shards(out, done, small=cfg.run.compact_below, target=cfg.run.shard_size)

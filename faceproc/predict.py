@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import ModelConfig, resolve_weights_dir
 from .crop import DEFAULT_POLICY, CropPolicy, policy_from_card
-from .model import DEFAULT_VARIANT, REGISTRY, VARIANTS, load_model, model_version, preprocess, read_card
+from .model import DEFAULT_VARIANT, REGISTRY, VARIANTS, file_sha256, load_model, model_version, preprocess, read_card
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,6 @@ def _has_openvino() -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
-
-
 def _ir_paths(path: Path) -> tuple[Path, Path]:
     return path.with_suffix(".openvino.xml"), path.with_suffix(".openvino.json")
 
@@ -88,7 +81,7 @@ def openvino_copy(path: Path) -> Path | None:
     if not (xml.exists() and xml.with_suffix(".bin").exists() and meta.exists()):
         return None
     try:
-        if json.loads(meta.read_text()).get("source_sha256") != _sha256(path):
+        if json.loads(meta.read_text()).get("source_sha256") != file_sha256(path):
             log.warning("%s was made from another version of %s: ignored (faceproc export-openvino %s)", xml, path, path)
             return None
     except (OSError, ValueError):
@@ -120,7 +113,7 @@ def export_openvino(path: str | Path) -> Path:
     if diff["age"] > 0.25 or diff["gender"] > 1e-3:
         raise RuntimeError(f"the OpenVINO copy of {path} disagrees with Keras ({diff}); nothing written")
     ov.save_model(ir, str(xml), compress_to_fp16=False)
-    meta.write_text(json.dumps({"source": path.name, "source_sha256": _sha256(path), "precision": "f32",
+    meta.write_text(json.dumps({"source": path.name, "source_sha256": file_sha256(path), "precision": "f32",
                                 "max_abs_diff_vs_keras": diff, "keras_backend": keras.backend.backend(),
                                 "openvino": ov.get_version()}, indent=1))
     return xml

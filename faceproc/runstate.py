@@ -173,14 +173,8 @@ def commit_shard(store: Store, shard, res) -> dict[str, Any]:
     """Write a shard's tables and commit it: staged rows moved in first, marker last."""
     # Both tables are written to a staging folder first (where a full disk or a crash leaves nothing a
     # reader of faces/ or images/ sees), then moved in (a rename; on S3 a copy), then the marker commits.
-    sizes = {}
-    staged = {name: f"{STAGING}/{shard.shard_id}.{name}.parquet" for name in ("faces", "images")}
     try:
-        for name, table in (("faces", res.faces), ("images", res.images)):
-            store.write_table(staged[name], table)
-            sizes[name] = store.size(staged[name])
-        for name, rel in staged.items():
-            store.move(rel, _data(name, shard.shard_id))
+        sizes = _put_tables(store, shard.shard_id, {"faces": res.faces, "images": res.images})
         summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
                    "dir": shard.directory, "paths": [f.path for f in shard.files],
                    "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
@@ -188,11 +182,27 @@ def commit_shard(store: Store, shard, res) -> dict[str, Any]:
         store.write_text(shard_marker(shard.shard_id), json.dumps(summary))
     except BaseException:
         for name in ("faces", "images"):  # nothing of an uncommitted shard stays visible
-            store.delete(staged[name])
+            store.delete(_staged(name, shard.shard_id))
             if not store.exists(shard_marker(shard.shard_id)):
                 store.delete(_data(name, shard.shard_id))
         raise
     return summary
+
+
+def _staged(name: str, shard_id: str) -> str:
+    return f"{STAGING}/{shard_id}.{name}.parquet"
+
+
+def _put_tables(store: Store, shard_id: str, tables: dict) -> dict[str, int]:
+    """Both tables written to the staging folder, then moved in; their sizes (for the marker) returned. The
+    caller commits with the marker."""
+    sizes = {}
+    for name, table in tables.items():
+        store.write_table(_staged(name, shard_id), table)
+        sizes[name] = store.size(_staged(name, shard_id))
+    for name in tables:
+        store.move(_staged(name, shard_id), _data(name, shard_id))
+    return sizes
 
 
 def _files_intact(store: Store, shard_id: str, meta: dict) -> bool:
@@ -248,11 +258,10 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
     committed like any other (staged, moved in, marker last, listing the shards it `replaces`), then the old
     ones are removed; an interruption in between is finished by the next `committed_shards`. Returns the
     updated id -> marker map."""
-    import hashlib
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .discover import shard_id
     from .schema import TABLES
 
     smalls = sorted((m for m in done.values() if len(m["paths"]) < small), key=lambda m: m["paths"][0] if m["paths"] else "")
@@ -267,22 +276,15 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
     done = dict(done)
     for group in (g for g in groups if len(g) >= 2):
         paths = sorted(p for m in group for p in m["paths"])
-        h = hashlib.sha1()
-        for p in paths:
-            h.update(p.encode("utf-8", "surrogateescape") + b"\0")
-        sid = h.hexdigest()[:16]
-        tables, sizes = {}, {}
+        sid = shard_id(paths)
+        tables = {}
         for name in ("faces", "images"):
             parts = [pq.read_table(f"{store.root}/{_data(name, m['shard'])}", schema=TABLES[name], filesystem=store.fs)
                      for m in group]
             t = pa.concat_tables(parts)
             key = ["image_path", "face_index"] if name == "faces" else ["image_path"]
             tables[name] = t.sort_by([(k, "ascending") for k in key])
-        for name, t in tables.items():
-            staged = f"{STAGING}/{sid}.{name}.parquet"
-            store.write_table(staged, t)
-            sizes[name] = store.size(staged)
-            store.move(staged, _data(name, sid))
+        sizes = _put_tables(store, sid, tables)
         dirs = sorted({m.get("dir") or "" for m in group})
         counts: dict[str, int] = {}
         for m in group:
