@@ -194,17 +194,17 @@ def run_stages(files: list[str], batch_sizes=(16, 32, 64, 128)) -> dict:
     decoded = []
     for f in files:
         try:
-            decoded.append(decode_file(f, cfg.decode).rgb)
+            decoded.append(decode_file(f, cfg.decode))
         except DecodeFailure:
             pass
     t_decode = time.perf_counter() - t
     det = FaceDetector(cfg.detector)
     t = time.perf_counter()
-    dets = [det.detect(im) for im in decoded]
+    dets = [det.detect(d.rgb, scale=d.scale) for d in decoded]
     t_detect = time.perf_counter() - t
     policy = AgeGenderPredictor(model_config()).policy  # the card's policy; loading is not the crop stage's time
     t = time.perf_counter()
-    crops = [crop_faces(im, d.boxes, d.kps, policy=policy) for im, d in zip(decoded, dets)]
+    crops = [crop_faces(im.rgb, d.boxes, d.kps, policy=policy) for im, d in zip(decoded, dets)]
     t_crop = time.perf_counter() - t
     crops = np.concatenate(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8)
     best = None
@@ -296,7 +296,8 @@ def run_detect_slice(files: list[str]) -> dict:
     det = FaceDetector(cfg.detector)
     t = time.perf_counter()
     for f in files:
-        det.detect(decode_file(f, cfg.decode).rgb)
+        dec = decode_file(f, cfg.decode)
+        det.detect(dec.rgb, scale=dec.scale)
     return {"seconds": time.perf_counter() - t}
 
 

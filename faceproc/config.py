@@ -48,13 +48,15 @@ class ScrfdConfig:
     # Where the model file lies does not change rows (the pack and its file do, through the model label).
     root: str | None = field(default=None, metadata=SAME_ROWS)  # None -> $FACEPROC_INSIGHTFACE_ROOT -> ~/.insightface
     model_file: str | None = field(default=None, metadata=SAME_ROWS)  # explicit SCRFD .onnx, bypasses pack lookup
-    # Whole-image passes merged by NMS: small sizes find faces that fill the frame, 640 normal photos.
-    sizes: list[int] = field(default_factory=lambda: [160, 640])
-    # One more pass at about the decoded resolution for big photos, so small faces are not lost when
-    # the photo is shrunk to 640.
-    full_res: str = "auto"  # auto (when the decoded long side > full_res_above) | always | never
-    full_res_above: int = 1100
-    full_res_max: int = 2048  # long side of that pass's canvas at most (1280, 1536 or 2048): less is cheaper
+    # Whole-image passes, merged by NMS. `sizes`: small fixed passes for faces that fill the frame. The
+    # main pass: a canvas of main_size for normal photos, larger for big photos, so that faces from
+    # `smallest_face` pixels wide (original pixels) land at ~25 px on it, the size SCRFD still finds
+    # reliably (benchmarks/detect_options.py); at most max_size and never above the decoded resolution.
+    # Smaller smallest_face finds smaller faces in big photos at more cost (~quadratic); 0 = main_size only.
+    sizes: list[int] = field(default_factory=lambda: [160])
+    main_size: int = 640
+    smallest_face: float = 40.0
+    max_size: int = 2048
     # Inference runtime: auto (onnxruntime on CUDA when present, else openvino when installed, else
     # onnxruntime on the CPU) | onnxruntime | openvino (CPU: the same outputs at f32, 1.2x faster).
     runtime: str = "auto"
@@ -196,11 +198,10 @@ _RULES: dict[str, tuple[Any, str]] = {
     "decode.min_side": (lambda v: v >= 1, "must be >= 1"),
     "detector.kind": (lambda v: v in _DETECTOR_KINDS, f"must be one of {', '.join(_DETECTOR_KINDS)} "
                       f"(faceproc.detect.DETECTORS)"),
-    "detector.scrfd.sizes": (lambda v: len(v) > 0 and all(32 <= x <= 4096 for x in v),
-                             "must be a non-empty list of sizes 32..4096"),
-    "detector.scrfd.full_res": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
-    "detector.scrfd.full_res_above": (lambda v: v > 0, "must be > 0"),
-    "detector.scrfd.full_res_max": (lambda v: v in (1280, 1536, 2048), "must be 1280, 1536 or 2048"),
+    "detector.scrfd.sizes": (lambda v: all(32 <= x <= 4096 for x in v), "must be a list of sizes 32..4096"),
+    "detector.scrfd.main_size": (lambda v: 64 <= v <= 4096, "must be 64..4096"),
+    "detector.scrfd.smallest_face": (lambda v: v >= 0, "must be >= 0 (0 = the main pass at main_size only)"),
+    "detector.scrfd.max_size": (lambda v: 64 <= v <= 8192, "must be 64..8192"),
     "detector.scrfd.runtime": (lambda v: v in ("auto", "onnxruntime", "openvino"), "must be auto, onnxruntime or openvino"),
     "detector.scrfd.precision": (lambda v: v in ("auto", "f32", "bf16", "int8"), "must be auto, f32, bf16 or int8"),
     "detector.yunet.max_side": (lambda v: 32 <= v <= 4096, "must be 32..4096"),
@@ -254,6 +255,12 @@ def _validate(cfg: "Config") -> list[str]:
             problems.append(f"{key} = {value!r}: {rule[1]}")
     if cfg.model.min_age >= cfg.model.max_age:
         problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
+    sc = cfg.detector.scrfd
+    if any(x >= sc.main_size for x in sc.sizes):
+        problems.append(f"detector.scrfd.sizes = {sc.sizes}: only the small close-up passes, each below main_size "
+                        f"({sc.main_size}); the main pass is sized by main_size, smallest_face and max_size")
+    if sc.max_size < sc.main_size:
+        problems.append(f"detector.scrfd.max_size ({sc.max_size}) must be >= main_size ({sc.main_size})")
     if cfg.detector.scrfd.precision in ("bf16", "int8") and cfg.detector.scrfd.runtime == "onnxruntime":
         problems.append(f"detector.scrfd.precision = {cfg.detector.scrfd.precision} needs detector.scrfd.runtime = "
                         f"openvino (or auto)")
@@ -313,8 +320,18 @@ def _build(cls, data: dict[str, Any], where: str):
 
 
 
+# Settings that were replaced: the unknown-key error says by what.
+_REPLACED = {
+    (ScrfdConfig, "full_res"): "the big-photo pass is now sized by detector.scrfd.smallest_face (0 = never) and max_size",
+    (ScrfdConfig, "full_res_above"): "the big-photo pass is now sized by detector.scrfd.smallest_face",
+    (ScrfdConfig, "full_res_max"): "it is now detector.scrfd.max_size",
+}
+
+
 def _moved(cls, key) -> str:
     """Detector settings moved under their kind (detector.sizes -> detector.scrfd.sizes): say where."""
+    if (cls, key) in _REPLACED:
+        return f"; {_REPLACED[(cls, key)]}"
     if cls is not DetectorConfig:
         return ""
     homes = [k for k, section in _DETECTOR_KINDS.items() if key in {f.name for f in dataclasses.fields(section)}]

@@ -1,11 +1,12 @@
-"""InsightFace SCRFD detection at several input sizes (plus full resolution for big photos), merged by NMS.
+"""InsightFace SCRFD detection: a few whole-image passes at different scales, merged by NMS.
 
-One input size does not serve all photos: at 640 alone SCRFD finds no face in a headshot that fills
-the frame, while 40 px faces of a 12 MP photo vanish when it is shrunk to 640. A small pass catches
-close-ups, the 640 pass normal photos, and for big photos one more pass at (about) the decoded
-resolution (<= 2048 px) catches small faces. SCRFD is fully convolutional, so that pass is one run on
-a letterboxed canvas: measured here 2.4x cheaper than 640 px tiles with overlap, with the same recall
-on 40 px faces (tests/integration/test_detect_real.py), and no faces cut at tile edges.
+One input size does not serve all photos: at 640 SCRFD finds no face in a headshot that fills the frame
+(a small close-up pass does), and 40 px faces of a 12 MP photo vanish when it is shrunk to 640. So the
+main pass grows with the photo: its scale puts faces of `smallest_face` original pixels at ~25 px, the
+size SCRFD still finds reliably, so its cost follows what the user asks for instead of the photo's
+resolution (a 2048 px photo is looked at on a 1280 canvas, not 2048: 2.5x fewer pixels, with the same
+recall on the group photos of benchmarks/detect_options.py). SCRFD is fully convolutional, so a big
+canvas is one run (measured 2.4x cheaper than 640 px tiles with overlap, and no faces cut at tile edges).
 """
 
 from __future__ import annotations
@@ -38,8 +39,21 @@ class Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros(0, np.float32))
 
 
-FULL_RES_BUCKETS = (1280, 1536, 2048)
-ASPECTS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)  # width / height
+# Canvas shapes (long / short side) a pass may take: photos of any aspect share a few input sizes (one
+# onnxruntime session each), with a little padding.
+ASPECTS = (1.0, 4 / 3, 3 / 2, 16 / 9)
+FACE_PX = 25  # where smallest_face lands on the main pass: SCRFD's smallest anchors are 16 px
+
+
+def canvas(h: int, w: int, long: float, step: int = 32) -> tuple[int, int]:
+    """(width, height) of a pass that sees the h x w image with its long side at `long` px: the long side
+    rounded up to `step`, the short side from the widest listed aspect the image still fits at that scale."""
+    L = int(np.ceil(long / step) * step)
+    f = L / max(h, w)
+    short = min(h, w) * f
+    r = max(a for a in ASPECTS if L / a >= short - 0.5)  # 1.0 always fits
+    S = min(L, max(32, int(np.ceil(L / r / 32) * 32)))
+    return (L, S) if w >= h else (S, L)
 
 
 class DetectorUnavailable(RuntimeError):
@@ -217,6 +231,9 @@ class OpenVinoSessions:
             model = self.core.read_model(model_file)
             model.reshape({model.inputs[0].any_name: ov.PartialShape([1, 3, -1, -1])})
             self._compiled = self.core.compile_model(model, "CPU", self.config)
+            # One infer request for every input size: a request keeps buffers for the last shape it ran,
+            # so one per size would hold memory for each canvas a worker has ever seen.
+            self.request = self._compiled.create_infer_request()
         return self._compiled
 
     def __call__(self, model_file, input_size, reference_session):
@@ -287,7 +304,7 @@ class _OpenVinoSession:
     def __init__(self, owner: OpenVinoSessions, model_file: str, input_size, reference):
         w, h = input_size
         self.compiled = owner.compiled(model_file)
-        self.request = self.compiled.create_infer_request()
+        self.request = owner.request
         self.reference, self.size = reference, (int(w), int(h))
         self.index = {o.any_name: i for i, o in enumerate(self.compiled.outputs)}
         for i, o in enumerate(self.compiled.outputs):
@@ -329,28 +346,23 @@ class FaceDetector:
             kps = np.zeros((det.shape[0], 5, 2), np.float32)
         return Detections(det[:, :4].astype(np.float32), kps.astype(np.float32), det[:, 4].astype(np.float32))
 
-    def _full_res_size(self, h: int, w: int) -> tuple[int, int] | None:
-        """Input size of the full-resolution pass, from a small fixed set of canvases (each distinct
-        size costs an onnxruntime session): long side bucketed, aspect snapped to a common ratio."""
-        mode = self.cfg.scrfd.full_res
-        if mode == "never" or (mode == "auto" and max(h, w) <= self.cfg.scrfd.full_res_above):
-            return None
-        buckets = [b for b in FULL_RES_BUCKETS if b <= self.cfg.scrfd.full_res_max]
-        long = next((b for b in buckets if b >= max(h, w)), buckets[-1])
-        ratio = min(ASPECTS, key=lambda r: abs(np.log(r * h / w)))  # r = width / height
-        if ratio >= 1:
-            return long, max(32, int(round(long / ratio / 32)) * 32)
-        return max(32, int(round(long * ratio / 32)) * 32), long
+    def passes(self, h: int, w: int, scale: float = 1.0) -> list[tuple[int, int]]:
+        """Canvas (width, height) of each pass for an h x w decoded image (`scale`: decoded pixels per
+        original pixel): the close-up sizes, then the main pass (see the module docstring)."""
+        s = self.cfg.scrfd
+        long = float(s.main_size)
+        if s.smallest_face > 0:
+            want = max(h, w) / scale * FACE_PX / s.smallest_face  # original long side at the wanted scale
+            long = max(long, min(want, max(h, w), s.max_size))
+        # Above main_size the canvas steps by 128 px, so big photos share a few sizes too.
+        main = canvas(h, w, long, 32 if long <= s.main_size else 128)
+        return [canvas(h, w, x) for x in s.sizes] + [main]
 
     def detect(self, rgb: np.ndarray, scale: float = 1.0) -> Detections:
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         h, w = bgr.shape[:2]
-        sizes = list(self.cfg.scrfd.sizes)
-        full = self._full_res_size(h, w)
-        if full is not None:
-            sizes.append(full)
         # insightface's SCRFD runs every input size and merges them with its own NMS (at nms_threshold).
-        det = self._pass(bgr, sizes)
+        det = self._pass(bgr, self.passes(h, w, scale))
         return finish(det, w, h, self.cfg, scale)
 
 

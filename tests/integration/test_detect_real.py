@@ -86,7 +86,7 @@ def test_forty_pixel_faces_in_a_12mp_photo(detector, utk_files):
         p = Path(d) / "big.jpg"
         cv2.imwrite(str(p), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
         dec = decode_file(str(p))
-    det = detector.detect(dec.rgb)
+    det = detector.detect(dec.rgb, scale=dec.scale)
     boxes = det.boxes / dec.scale
     widths = boxes[:, 2] - boxes[:, 0]
     hits = sum(any(box_inside(b, pl.box, slack=0.1) for b in boxes) for pl in placed)
@@ -94,9 +94,35 @@ def test_forty_pixel_faces_in_a_12mp_photo(detector, utk_files):
     assert 30 < np.median(widths) < 46
     from faceproc.detect import FaceDetector
 
-    plain = FaceDetector(DetectorConfig(scrfd=ScrfdConfig(full_res="never"))).detect(dec.rgb)
+    plain = FaceDetector(DetectorConfig(scrfd=ScrfdConfig(smallest_face=0))).detect(dec.rgb, scale=dec.scale)
     hits_plain = sum(any(box_inside(b, pl.box, slack=0.1) for b in plain.boxes / dec.scale) for pl in placed)
-    assert hits_plain <= 6 < hits  # the full-resolution pass is what finds them
+    assert hits_plain <= 6 < hits  # the big main pass (here at the decoded resolution) is what finds them
+
+
+@pytest.mark.parametrize("size", [(2048, 1536), (1600, 1200)])
+def test_forty_pixel_faces_in_mid_size_photos_on_a_smaller_canvas(detector, utk_files, size):
+    """In a photo decoded whole, the main pass runs below the decoded resolution (40 px faces at ~25 px):
+    the same faces are still found, on a canvas with 2-3x fewer pixels than the photo."""
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+
+    from faceproc.decode import decode_file
+
+    rng = np.random.default_rng(11)
+    picks = [utk_files[i] for i in rng.choice(len(utk_files), 12, replace=False)]
+    img, placed = mosaic(picks, size, 48, rng)
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "mid.jpg"
+        cv2.imwrite(str(p), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        dec = decode_file(str(p))
+    assert dec.scale == 1.0
+    main = detector.passes(*dec.rgb.shape[:2], scale=dec.scale)[-1]
+    assert main[0] * main[1] * 2 < size[0] * size[1]
+    det = detector.detect(dec.rgb, scale=dec.scale)
+    hits = sum(any(box_inside(b, pl.box, slack=0.1) for b in det.boxes) for pl in placed)
+    assert hits >= 11, f"{hits}/12 faces of ~40 px found on a {main} canvas"
 
 
 def test_yunet_through_the_same_seam():

@@ -42,13 +42,32 @@ def test_finish_is_the_one_post_processing():
     np.testing.assert_allclose(finish(det, 150, 100, DetectorConfig(min_face=0, max_faces=2)).scores, [0.95, 0.9])
 
 
-def test_full_resolution_canvases_are_few_and_fit():
+def test_pass_canvases_follow_smallest_face_are_few_and_fit():
     det = FaceDetector.__new__(FaceDetector)  # no model needed for the size rule
     det.cfg = DetectorConfig()
-    assert det._full_res_size(768, 1024) is None  # small photo: the 640 pass is enough
-    assert det._full_res_size(1500, 2000) == (2048, 1536)
-    assert det._full_res_size(2000, 1500) == (1536, 2048)
-    assert det._full_res_size(1152, 2048) == (2048, 1152)
-    assert det._full_res_size(1200, 1200) == (1280, 1280)
-    sizes = {det._full_res_size(h, w) for h in range(1101, 2049, 37) for w in range(1101, 2049, 41)}
-    assert len(sizes) <= 21 and all(a % 32 == 0 and b % 32 == 0 for a, b in sizes)
+    # a VGA-ish photo: the close-up pass and the main pass at 640, canvases shaped like the photo
+    assert det.passes(768, 1024) == [(160, 128), (640, 480)]
+    # a 12 MP photo decoded at half size: the main pass at the decoded resolution (40 px faces -> 20 px there)
+    assert det.passes(1500, 2000, scale=0.5)[-1] == (2048, 1536)
+    assert det.passes(2000, 1500, scale=0.5)[-1] == (1536, 2048)
+    # a 2048 px photo decoded whole: 40 px faces need only a 1280 canvas (25 px each)
+    assert det.passes(1536, 2048)[-1] == (1280, 960)
+    assert det.passes(1152, 2048)[-1] == (1280, 736)  # 16:9
+    # smaller smallest_face: a bigger main pass, never above the decoded size (rounded up) or max_size
+    det.cfg.scrfd.smallest_face = 20
+    assert det.passes(1536, 2048)[-1] == (2048, 1536)
+    det.cfg.scrfd.max_size = 1536
+    assert det.passes(1536, 2048)[-1] == (1536, 1152)
+    det.cfg.scrfd.smallest_face = 0  # the main pass only at main_size
+    assert det.passes(1536, 2048, scale=0.5)[-1] == (640, 480)
+    det.cfg = DetectorConfig()
+    sizes = set()
+    for h in range(200, 2049, 37):
+        for w in range(200, 2049, 41):
+            for scale in (1.0, 0.5):
+                for cw, ch in det.passes(h, w, scale):
+                    # the image fits at the scale the pass asked for (long side binding), canvases step by 32
+                    f = max(cw, ch) / max(h, w)
+                    assert h * f <= ch + 0.5 and w * f <= cw + 0.5 and cw % 32 == 0 and ch % 32 == 0
+                    sizes.add((cw, ch))
+    assert len(sizes) <= 100  # one onnxruntime session each
