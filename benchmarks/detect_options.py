@@ -3,6 +3,7 @@
 Three recall sets, each decoded exactly as the pipeline decodes (faceproc.decode.decode_file):
 - group photos: the evaluate-photos set (150 seeded photos of 0.5-12 MP, 710 validation faces, truth boxes);
 - 40 px faces in 12 MP photos: UTKFace crops pasted at 48 px into 4000x3000 photos (the test's case, 4 photos);
+- 40 px faces in 2-3 MP photos: the same at 2048x1536 and 1600x1200 (8 photos), decoded whole;
 - close-ups: UTKFace crops as files (the face fills the frame; found = a box near the centre over 60 px).
 Time is detector-only, one thread, per image (decode excluded), after a warm-up image per set.
 
@@ -31,13 +32,16 @@ from faceproc.photo_eval import build_photos, match, validation_faces  # noqa: E
 from faceproc.synth import box_inside, mosaic  # noqa: E402
 
 OPTIONS = {
-    "onnxruntime f32 (before)": ScrfdConfig(runtime="onnxruntime"),
-    "openvino f32": ScrfdConfig(runtime="openvino", precision="f32"),
-    "openvino bf16 (default here)": ScrfdConfig(runtime="openvino", precision="bf16"),
-    "openvino int8 (NNCF, calibrated on insightface's sample photos)": ScrfdConfig(runtime="openvino", precision="int8"),
-    "openvino bf16, full-res <= 1536": ScrfdConfig(runtime="openvino", precision="bf16", full_res_max=1536),
-    "onnxruntime, no full-res pass": ScrfdConfig(runtime="onnxruntime", full_res="never"),
+    "openvino bf16, smallest_face 40 (default)": ScrfdConfig(),
+    "openvino bf16, smallest_face 32": ScrfdConfig(smallest_face=32),
+    "openvino bf16, smallest_face 24": ScrfdConfig(smallest_face=24),
+    "openvino bf16, every photo at its decoded resolution (smallest_face 1)": ScrfdConfig(smallest_face=1),
+    "openvino bf16, main pass at 640 only (smallest_face 0)": ScrfdConfig(smallest_face=0),
+    "openvino int8, smallest_face 40": ScrfdConfig(precision="int8"),
+    "onnxruntime f32, smallest_face 40 (no OpenVINO)": ScrfdConfig(runtime="onnxruntime"),
 }
+# Before this plan (commit 6b25321, same sets, same machine): passes 160 + 640 + a full-resolution pass for
+# photos over 1100 px. Kept as measured then (benchmarks/results/detect_options_before.json).
 
 
 def group_set(photos_dir: Path, data: str):
@@ -52,15 +56,16 @@ def group_set(photos_dir: Path, data: str):
     return items
 
 
-def small_faces_set(files: list[str], n: int = 4):
+def small_faces_set(files: list[str], sizes=((4000, 3000),) * 4, seed: int = 5):
+    """UTKFace crops pasted at 48 px (detected boxes ~40 px wide), 12 per photo, as JPEG files."""
     import cv2
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     items = []
     with tempfile.TemporaryDirectory() as d:
-        for i in range(n):
+        for i, size in enumerate(sizes):
             picks = [files[j] for j in rng.choice(len(files), 12, replace=False)]
-            img, placed = mosaic(picks, (4000, 3000), 48, rng)
+            img, placed = mosaic(picks, size, 48, rng)
             p = Path(d) / f"big{i}.jpg"
             cv2.imwrite(str(p), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
             items.append((decode_file(str(p)), [pl.box for pl in placed]))
@@ -106,6 +111,7 @@ def main() -> None:
     files = sorted(str(p) for p in Path(args.data).glob("*.jpg"))
     sets = {"group photos": (group_set(Path(args.photos), args.data), "group"),
             "40 px faces in 12 MP": (small_faces_set(files), "small"),
+            "40 px faces in 2-3 MP": (small_faces_set(files, ((2048, 1536), (1600, 1200)) * 4, seed=6), "small"),
             "close-ups": (closeup_set(files), "closeup")}
     results = {}
     for name, scrfd in OPTIONS.items():

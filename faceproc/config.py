@@ -123,7 +123,9 @@ class RunConfig:
     cpus_per_worker: float = field(default=1.0, metadata=SAME_ROWS)
     # None = auto: share the GPUs of the cluster when present
     gpus_per_worker: float | None = field(default=None, metadata=SAME_ROWS)
-    max_in_flight: int = field(default=2, metadata=SAME_ROWS)  # shards queued per worker (back-pressure)
+    # Shards given to a worker at once: 1 lets the last (small) shards go to whichever worker is free first;
+    # more hides the driver's round trip, which only matters for shards of a few ms.
+    max_in_flight: int = field(default=1, metadata=SAME_ROWS)
     # None = an embedded local Ray for the run; "auto" or host:port = an existing cluster
     ray_address: str | None = field(default=None, metadata=SAME_ROWS)
     max_task_retries: int = field(default=3, metadata=SAME_ROWS)

@@ -159,24 +159,29 @@ def discover(inputs: list[str], exclude: list[str] | tuple = ()) -> Discovery:
     return disc
 
 
-# Below this many files a shard costs more in per-shard overhead (a Parquet file pair, a marker, a task) than
-# spreading it further gains; a nightly run's few new photos make one small shard, not one per worker.
-MIN_SHARD = 16
+# A shard is never cut smaller than this, except the whole work when it is smaller: below it a shard costs
+# more in per-shard overhead (a Parquet file pair, a marker, a task) than it gains in balance.
+MIN_SHARD = 4
 
 
-def cut_shards(files: list[FileEntry], shard_size: int = 256, parts: int = 1) -> list[Shard]:
-    """Consecutive files (sorted order, across folders) in `parts` nearly equal shards of at most
-    `shard_size` (and, where there are enough files, at least MIN_SHARD) files, each named by a hash of
-    its file list."""
-    n = len(files)
-    if not n:
-        return []
-    size = max(1, min(int(shard_size), max(MIN_SHARD, math.ceil(n / max(1, int(parts))))))
-    n_shards = math.ceil(n / size)
-    size = math.ceil(n / n_shards)  # even out the last shard
+def cut_shards(files: list[FileEntry], shard_size: int = 256, workers: int = 1) -> list[Shard]:
+    """Consecutive files (sorted order, across folders) in shards of at most `shard_size` files that, for
+    several workers, shrink towards the end (guided self-scheduling: each takes 1/(2 x workers) of what is
+    left). Handed out one at a time, the large first shards keep the file count low and the small last ones
+    let every worker finish within a few photos of the others, whatever the folder layout. Each is named by
+    a hash of its file list."""
+    n, cap, workers = len(files), max(1, int(shard_size)), max(1, int(workers))
+    # The smallest shard: a few photos, or for big runs 1/16 of a worker's share (a short tail either way,
+    # without hundreds of tiny shards).
+    floor = max(MIN_SHARD, math.ceil(n / (16 * workers)))
+    even = math.ceil(n / max(1, math.ceil(n / cap)))  # one worker: equal shards of at most shard_size
     shards = []
-    for i in range(0, n, size):
+    i = 0
+    while i < n:
+        rest = n - i
+        size = even if workers == 1 else min(cap, max(floor, math.ceil(rest / (2 * workers))))
         chunk = files[i : i + size]
+        i += len(chunk)
         dirs = {f.path.rsplit("/", 1)[0] if is_uri(f.path) else os.path.dirname(f.path) for f in chunk}
         directory = dirs.pop() if len(dirs) == 1 else _common_dir(sorted(dirs))
         shards.append(Shard(shard_id(f.path for f in chunk), directory, chunk))
@@ -204,8 +209,8 @@ def _common_dir(dirs: list[str]) -> str:
 
 
 def plan_shards(inputs: list[str], shard_size: int = 256, exclude: list[str] | tuple = (),
-                done: set[str] | frozenset = frozenset(), parts: int = 1) -> Discovery:
+                done: set[str] | frozenset = frozenset(), workers: int = 1) -> Discovery:
     """Discover the inputs and cut the files not in `done` (already committed) into shards."""
     disc = discover(inputs, exclude)
-    disc.shards = cut_shards([f for f in disc.files if f.path not in done], max(1, int(shard_size)), parts)
+    disc.shards = cut_shards([f for f in disc.files if f.path not in done], max(1, int(shard_size)), workers)
     return disc

@@ -51,21 +51,28 @@ def test_missing_input_raises(tmp_path):
 
 def test_one_big_folder_spreads_over_every_worker_and_small_folders_pack():
     one_folder = [FileEntry(f"/photos/dump/{i:05d}.jpg") for i in range(150)]
-    shards = cut_shards(one_folder, shard_size=256, parts=2 * 8)  # 8 workers: 16 parts, but >= 16 files a shard
-    assert len(shards) == 10 and max(len(s.files) for s in shards) - min(len(s.files) for s in shards) <= 1
+    shards = cut_shards(one_folder, shard_size=256, workers=2)
+    sizes = [len(s.files) for s in shards]
+    # every worker gets a big first shard; the shards shrink towards the end so workers finish together
+    assert sizes[0] == 38 and sizes == sorted(sizes, reverse=True) and sizes[-1] <= 5 and len(shards) <= 12
     assert all(s.directory == "/photos/dump" for s in shards)
+    assert [f.path for s in shards for f in s.files] == [f.path for f in one_folder]
     many = [FileEntry(f"/photos/{d:04d}/{i}.jpg") for d in range(1000) for i in range(3)]  # 1,000 folders of 3
-    shards = cut_shards(many, shard_size=256, parts=2)
-    assert len(shards) == 12 and max(len(s.files) for s in shards) <= 256  # bounded file count, not 1,000 shards
+    shards = cut_shards(many, shard_size=256, workers=1)
+    assert len(shards) <= 20 and max(len(s.files) for s in shards) <= 256  # bounded file count, not 1,000 shards
     assert sorted(f.path for s in shards for f in s.files) == sorted(f.path for f in many)
+    # a big run on a big cluster: the tail stops at 1/16 of a worker's share, not at hundreds of 4-file shards
+    big = [FileEntry(f"/p/{i:07d}.jpg") for i in range(100_000)]
+    shards = cut_shards(big, shard_size=256, workers=100)
+    assert min(len(s.files) for s in shards[:-1]) >= 62 and len(shards) < 700
 
 
 def test_new_files_make_only_new_work(tmp_path):
     for i in range(40):
         touch(tmp_path / "a" / f"{i:03d}.jpg")
-    first = plan_shards([str(tmp_path)], shard_size=16, parts=2)
+    first = plan_shards([str(tmp_path)], shard_size=16, workers=2)
     done = {f.path for s in first.shards for f in s.files}
     touch(tmp_path / "a" / "000b.jpg")  # sorts early: under the old plan it shifted every later chunk
-    second = plan_shards([str(tmp_path)], shard_size=16, parts=4, done=done)  # another worker count too
+    second = plan_shards([str(tmp_path)], shard_size=16, workers=4, done=done)  # another worker count too
     assert [os.path.basename(f.path) for s in second.shards for f in s.files] == ["000b.jpg"]
     assert second.n_files == 41
