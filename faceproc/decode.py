@@ -1,9 +1,8 @@
 """Bytes on disk -> RGB uint8 as the photo is displayed, or a typed failure (status + message).
 
-EXIF orientation is applied so boxes land on faces as people see the photo. Big JPEGs are decoded in
-draft mode (DCT scaling, far cheaper than a full decode) and anything still larger than `max_side` is
-resized; `scale` maps decoded pixels back to original pixels. The pixel limit is checked from the
-header, before a single pixel is decoded.
+EXIF orientation is applied so boxes land on faces as people see the photo. Big JPEGs are decoded with
+DCT scaling (far cheaper than a full decode) and anything still larger than `max_side` is resized;
+`scale` maps decoded pixels back to original pixels. The pixel limit is checked from the header, before a pixel is decoded.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from .schema import (CORRUPT, EMPTY, FAILED, NO_FACES, NOT_AN_IMAGE, OK, SKIPPED
                      STATUSES, TOO_LARGE, TOO_SMALL, UNREADABLE)
 
 _ROTATES = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_IN_MEMORY = 64 << 20  # files up to this size are read whole (one read; OpenCV decodes from memory)
 
 
 @dataclass
@@ -68,6 +68,30 @@ def _to_rgb(im: Image.Image) -> Image.Image | np.ndarray:
     return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ...
 
 
+# EXIF orientation -> the array operation that shows the photo upright (PIL's exif_transpose, on arrays).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _fast(data: bytes, im: Image.Image) -> np.ndarray | None:
+    """OpenCV's WebP decoder for 8-bit RGB WebP: the same pixels, 1.25x faster than Pillow's here (for JPEG,
+    both with DCT scaling, and PNG it gains nothing). None when the file is not that case or OpenCV
+    cannot read it: Pillow then decodes it, or names the damage."""
+    if im.format != "WEBP" or im.mode != "RGB":
+        return None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
     """Raise DecodeFailure with a status from decode.STATUSES on any problem."""
     cfg = cfg or DecodeConfig()
@@ -81,11 +105,13 @@ def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or stream forever
             raise DecodeFailure(UNREADABLE, "not a regular file")
-        size = st.st_size
-        fh = open(path, "rb")
+        if st.st_size > _IN_MEMORY:  # Pillow streams it from the file
+            return _decode(open(path, "rb"), st.st_size, cfg)
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as e:
         raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from None
-    return _decode(fh, size, cfg)
+    return _decode(io.BytesIO(data), len(data), cfg)
 
 
 def _decode(fh, size: int, cfg: DecodeConfig) -> Decoded:
@@ -110,17 +136,26 @@ def _decode(fh, size: int, cfg: DecodeConfig) -> Decoded:
                 raise DecodeFailure(TOO_LARGE, f"{w0}x{h0} = {w0 * h0} px exceeds limit {cfg.max_pixels}", disp_w, disp_h)
             if min(w0, h0) < cfg.min_side:
                 raise DecodeFailure(TOO_SMALL, f"{w0}x{h0} is below {cfg.min_side} px", disp_w, disp_h)
-            try:
-                if im.format == "JPEG" and max(w0, h0) > cfg.max_side:
-                    # DCT scaling only halves; accept down to 0.9 x max_side so a 4000 px photo decodes
-                    # at 1/2 (2000 px) instead of in full and then resized.
-                    f = 0.9 * cfg.max_side / max(w0, h0)
-                    im.draft(im.mode if im.mode in ("RGB", "L") else None, (int(w0 * f) + 1, int(h0 * f) + 1))
-                im.load()
-                im = ImageOps.exif_transpose(im) if orientation != 1 else im
-                rgb = np.asarray(_to_rgb(im))
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as e:
-                raise DecodeFailure(CORRUPT, f"{type(e).__name__}: {e}", disp_w, disp_h) from None
+            rgb = None
+            if isinstance(fh, io.BytesIO):
+                try:
+                    rgb = _fast(fh.getvalue(), im)
+                except Exception:  # the fast path must never lose a photo Pillow can read
+                    rgb = None
+                if rgb is not None and orientation in _UPRIGHT:
+                    rgb = _UPRIGHT[orientation](rgb)
+            if rgb is None:
+                try:
+                    if im.format == "JPEG" and max(w0, h0) > cfg.max_side:
+                        # DCT scaling only halves; accept down to 0.9 x max_side so a 4000 px photo decodes
+                        # at 1/2 (2000 px) instead of in full and then resized.
+                        f = 0.9 * cfg.max_side / max(w0, h0)
+                        im.draft(im.mode if im.mode in ("RGB", "L") else None, (int(w0 * f) + 1, int(h0 * f) + 1))
+                    im.load()
+                    im = ImageOps.exif_transpose(im) if orientation != 1 else im
+                    rgb = np.asarray(_to_rgb(im))
+                except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as e:
+                    raise DecodeFailure(CORRUPT, f"{type(e).__name__}: {e}", disp_w, disp_h) from None
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DecodeFailure(CORRUPT, f"unexpected pixel layout {rgb.shape}", disp_w, disp_h)
     h, w = rgb.shape[:2]

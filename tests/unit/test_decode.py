@@ -99,3 +99,31 @@ def test_fifo_is_unreadable_not_a_hang(tmp_path):
     p = tmp_path / "pipe.jpg"
     os.mkfifo(p)
     assert status_of(p) == D.UNREADABLE
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_webp_fast_path_gives_pillows_pixels(tmp_path, orientation, monkeypatch):
+    """WebP goes through OpenCV's decoder (faster): the same display pixels as Pillow's, every EXIF orientation."""
+    rng = np.random.default_rng(orientation)
+    arr = (rgb_pattern(90, 140).astype(int) + rng.integers(0, 40, (90, 140, 3))).clip(0, 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / "x.webp"
+    Image.fromarray(arr).save(p, quality=90, exif=exif)
+    calls = []
+    fast = D._fast
+    monkeypatch.setattr(D, "_fast", lambda *a: calls.append(1) or fast(*a))
+    got = D.decode_file(str(p))
+    assert calls and got.orientation == orientation
+    monkeypatch.setattr(D, "_fast", lambda *a: None)  # Pillow's path
+    want = D.decode_file(str(p))
+    assert (got.width, got.height, got.scale) == (want.width, want.height, want.scale)
+    np.testing.assert_array_equal(got.rgb, want.rgb)
+
+
+def test_damaged_webp_is_still_corrupt(tmp_path):
+    Image.fromarray(rgb_pattern(300, 300)).save(tmp_path / "full.webp", quality=90)
+    data = (tmp_path / "full.webp").read_bytes()
+    (tmp_path / "trunc.webp").write_bytes(data[: len(data) // 2])
+    assert status_of(tmp_path / "full.webp") == D.OK
+    assert status_of(tmp_path / "trunc.webp") == D.CORRUPT
