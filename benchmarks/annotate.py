@@ -381,7 +381,7 @@ def main() -> int:
             pf = corpus_files(Path(a.photos))
             results["photos_corpus"] = {"dir": a.photos, "images": len(pf), "megapixels": round(sum(_mp(f) for f in pf), 1),
                                         "layout": f"{len({os.path.dirname(f) for f in pf})} folder(s)"}
-            for p in ("naive", "faceproc"):
+            for p in [x for x in ("naive", "limit", "faceproc") if x not in a.skip]:
                 results[f"{p}_photos"] = r = _part(p, ["--corpus", a.photos] + common)
                 print(f"{p}, photos corpus", json.dumps(r), flush=True)
         if "limit" in results:
@@ -396,7 +396,10 @@ def main() -> int:
             "steady_state_over_limit": ((results["faceproc"].get("steady_state") or {}).get("images_per_s", 0)
                                         / results["limit"]["images_per_s"] if "limit" in results else None),
             "faceproc_photos_over_naive": (results["faceproc_photos"]["images_per_s"] / results["naive_photos"]["images_per_s"]
-                                           if "faceproc_photos" in results else None),
+                                           if "faceproc_photos" in results and "naive_photos" in results else None),
+            "steady_state_photos_over_limit": ((results["faceproc_photos"].get("steady_state") or {}).get("images_per_s", 0)
+                                               / results["limit_photos"]["images_per_s"]
+                                               if "faceproc_photos" in results and "limit_photos" in results else None),
             # the limit scaled by what concurrent one-thread work really gets from these cores
             "faceproc_over_limit_x_scaling": (fp / (results["limit"]["images_per_s"] * results["parallel_scaling"]["efficiency"])
                                               if "limit" in results else None),

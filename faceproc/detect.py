@@ -336,6 +336,7 @@ class FaceDetector:
     def __init__(self, cfg: DetectorConfig | None = None):
         self.cfg = cfg or DetectorConfig()
         self.model = load_scrfd(self.cfg)
+        self.step = 128 if isinstance(getattr(self.model, "resolution_session_factory", None), OpenVinoSessions) else 512
 
     def _pass(self, bgr: np.ndarray, sizes) -> Detections:
         sizes = [(int(s), int(s)) if np.isscalar(s) else (int(s[0]), int(s[1])) for s in sizes]
@@ -354,8 +355,9 @@ class FaceDetector:
         if s.smallest_face > 0:
             want = max(h, w) / scale * FACE_PX / s.smallest_face  # original long side at the wanted scale
             long = max(long, min(want, max(h, w), s.max_size))
-        # Above main_size the canvas steps by 128 px, so big photos share a few sizes too.
-        main = canvas(h, w, long, 32 if long <= s.main_size else 128)
+        # Above main_size the canvas steps by 128 px, so big photos share a few sizes too (onnxruntime: 512,
+        # as it holds a session per size, with its own memory arena on a GPU).
+        main = canvas(h, w, long, 32 if long <= s.main_size else self.step)
         return [canvas(h, w, x) for x in s.sizes] + [main]
 
     def detect(self, rgb: np.ndarray, scale: float = 1.0) -> Detections:
