@@ -39,6 +39,8 @@ def test_report_in_headless_chromium(tmp_path, fakes):
     assert 'id="folder-table"' in html and html.count("onclick=\"sortBy(this)\"") >= 6
     assert len(re.findall(r'<img class="p" src="previews/', html)) == 2
     assert "Photos where no face was found" in html
+    # the three distributions, drawn as inline SVG (bars with their counts as tooltips)
+    assert len(re.findall(r'<figure id="plot-[a-z_]+"><svg ', html)) == 3 and html.count("<rect ") >= 3
     shot = tmp_path / "report.png"
     r = _run(browser, f"--screenshot={shot}", "--window-size=1280,2400", "--virtual-time-budget=3000", url)
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
