@@ -100,7 +100,7 @@ class ModelConfig:
     # (the model's identity enters the fingerprint as its label, variant@version)
     variant: str = field(default="unfrozen", metadata=SAME_ROWS)
     weights_dir: str | None = field(default=None, metadata=SAME_ROWS)  # None -> $FACEPROC_WEIGHTS_DIR -> faceproc/weights
-    batch_size: int = field(default=64, metadata=SAME_ROWS)
+    batch_size: int = field(default=0, metadata=SAME_ROWS)  # crops a model call; 0 = auto (16 on OpenVINO, 64 on Keras)
     flip_tta: bool = True  # average predictions over the crop and its mirror image
     min_age: float = 0.0
     max_age: float = 100.0
@@ -214,7 +214,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "detector.min_face": (lambda v: v >= 0, "must be >= 0"),
     "detector.max_faces": (lambda v: v >= 0, "must be >= 0 (0 = all)"),
     "detector.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
-    "model.batch_size": (lambda v: 1 <= v <= 4096, "must be 1..4096"),
+    "model.batch_size": (lambda v: 0 <= v <= 4096, "must be 0..4096 (0 = auto)"),
     "model.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
     "model.runtime": (lambda v: v in ("auto", "keras", "openvino"), "must be auto, keras or openvino"),
     "run.shard_size": (lambda v: v >= 1, "must be >= 1"),

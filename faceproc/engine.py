@@ -263,6 +263,7 @@ def _make_worker_class(ray):
             if gpus:
                 _log_gpu_fallback(gpus)
             self.annotator = Annotator(Config.from_dict(cfg_dict))
+            self.annotator.warm_up()
 
         def pid(self) -> int:
             return os.getpid()

@@ -65,6 +65,12 @@ class Annotator:
         # Crops are cut the way the model's card says (test doubles without a card get the default).
         self.policy = getattr(predictor, "policy", None) or DEFAULT_POLICY
 
+    def warm_up(self) -> None:
+        """One small inference through each model: their first call compiles kernels for the first input
+        shapes (~0.3 s), which then belongs to the worker's start, not to the first shard's photos."""
+        self.detector.detect(np.zeros((480, 640, 3), np.uint8))
+        self.predictor.predict(np.zeros((1, 128, 128, 3), np.uint8))
+
     # ------------------------------------------------------------------ one image
     def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
         t0 = time.perf_counter()

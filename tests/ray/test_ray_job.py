@@ -302,6 +302,33 @@ def test_embedded_cluster_keeps_token_authentication(tmp_path):
     assert "Set RAY_AUTH_MODE=disabled" not in p.stderr.read()
 
 
+EMBEDDED_RUN = r"""
+import os, sys, ray
+from faceproc.config import Config
+from faceproc.engine import annotate
+cfg = Config()
+cfg.model.random_init = True
+rep = annotate([sys.argv[1]], sys.argv[2], cfg, engine="ray", progress=False)
+print("FILES", rep["files"], flush=True)
+print("AFTER", ray.is_initialized(), os.environ.get("RAY_AUTH_MODE"), flush=True)
+"""
+
+
+def test_embedded_cluster_is_gone_when_annotate_returns(archive, tmp_path):
+    """The run's own cluster is shut down while the report is built (not at interpreter exit): when
+    annotate returns, Ray is down, its processes are gone, and RAY_AUTH_MODE is as the caller had it."""
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARS + ("RAY_ADDRESS",)}
+    env.update(HOME=str(tmp_path / "home"), RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
+    before = {p.pid for p in psutil.process_iter() if "raylet" in p.name()}
+    r = subprocess.run([sys.executable, "-c", EMBEDDED_RUN, str(archive), str(tmp_path / "out")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in r.stdout.splitlines() if line.startswith(("FILES", "AFTER")))
+    assert int(lines["FILES"]) > 0 and lines["AFTER"] == "False None"
+    time.sleep(1)
+    assert {p.pid for p in psutil.process_iter() if "raylet" in p.name()} <= before
+
+
 @pytest.fixture
 def token_env():
     """Token authentication on, with a fresh token, for clusters started by a test (and restored after)."""

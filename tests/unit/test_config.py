@@ -39,3 +39,26 @@ def test_weights_dir_defaults_to_package(monkeypatch):
     assert resolve_weights_dir(ModelConfig()).name == "weights"
     monkeypatch.setenv("FACEPROC_WEIGHTS_DIR", "/w")
     assert str(resolve_weights_dir(ModelConfig())) == "/w"
+
+
+def test_detection_pass_settings_are_checked_and_old_keys_name_their_replacement():
+    """Issue 12 replaced full_res / full_res_above / full_res_max by smallest_face and max_size: an old config
+    says what to write instead; odd values of the new settings are refused with the rule."""
+    import pytest
+
+    from faceproc.config import Config, ConfigError
+
+    cases = {
+        "full_res": ({"full_res": "never"}, "smallest_face (0 = never)"),
+        "full_res_max": ({"full_res_max": 1536}, "it is now detector.scrfd.max_size"),
+        "sizes": ({"sizes": [160, 640]}, "only the small close-up passes"),
+        "smallest_face": ({"smallest_face": -1}, "must be >= 0"),
+        "max_size": ({"max_size": 320}, "must be >= main_size"),
+        "main_size": ({"main_size": 10}, "must be 64..4096"),
+    }
+    for name, (scrfd, needle) in cases.items():
+        with pytest.raises(ConfigError) as e:
+            Config.from_dict({"detector": {"scrfd": scrfd}})
+        assert needle in str(e.value), (name, str(e.value))
+    ok = Config.from_dict({"detector": {"scrfd": {"sizes": [], "smallest_face": 24, "max_size": 4096}}})
+    assert ok.detector.scrfd.smallest_face == 24.0 and ok.detector.scrfd.sizes == []

@@ -80,7 +80,7 @@ def test_config_is_validated_whole_before_any_work(tmp_path):
         Config.load(broken)
     assert Config.load(None, {"model.batch_size": "32"}).model.batch_size == 32  # CLI strings are coerced
     with pytest.raises(ConfigError, match="model.batch_size"):
-        Config.load(None, {"model.batch_size": 0})
+        Config.load(None, {"model.batch_size": -4})  # 0 is auto
 
 
 def test_config_error_is_one_clear_cli_message(tmp_path):
