@@ -83,7 +83,7 @@ def test_report_and_previews(run):
     assert rep["files"] == len(spec["expect"]) and rep["ignored_non_image_files"] == 1
     assert rep["status_counts"]["not_an_image"] == 2
     html = (root / "out" / "report.html").read_text()
-    assert "truncated.jpg" in html and html.count('<img src="data:image/png') == 3  # the plots
+    assert "truncated.jpg" in html and html.count('<figure id="plot-') == 3 and html.count("<svg ") == 3  # the plots
     previews = sorted((root / "out" / "previews").glob("*.jpg"))
     assert len(previews) == 3 and previews[0].stat().st_size > 10_000
     assert html.count('<img class="p" src="previews/') == 3  # shown in the report
