@@ -2,7 +2,8 @@
 
 EXIF orientation is applied so boxes land on faces as people see the photo. Big JPEGs are decoded with
 DCT scaling (far cheaper than a full decode) and anything still larger than `max_side` is resized;
-`scale` maps decoded pixels back to original pixels. The pixel limit is checked from the header, before a pixel is decoded.
+`scale` maps decoded pixels back to original pixels. The pixel limit is checked from the header, before
+a pixel is decoded.
 """
 
 from __future__ import annotations

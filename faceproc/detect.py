@@ -251,9 +251,9 @@ class OpenVinoSessions:
             ppp.input().model().set_layout(ov.Layout("NCHW"))
             ppp.input().preprocess().convert_element_type(ov.Type.f32).mean(float(mean)).scale(float(std))
             self._compiled = self.core.compile_model(ppp.build(), "CPU", self.config)
-            # One infer request for every input size: alternating sizes cost no more than keeping one request
-            # per size (measured on the group photos: 97 vs 92-100 ms an image), and each request holds
-            # buffers for its last shape (one per size: +1.2 GB after the 69 canvases of those photos).
+            # One infer request for every input size: alternating sizes cost no more than a request per size
+            # (one-off check on the group photos), and each request keeps buffers for its last shape, so one
+            # per size grows with every canvas a worker has seen (+1.2 GB after those photos' 69 sizes).
             self.request = self._compiled.create_infer_request()
         return self._compiled
 
@@ -344,8 +344,8 @@ class _OpenVinoSession:
         return self.reference.get_outputs()
 
     def run(self, output_names, feed):
-        canvas = next(iter(feed.values())).transpose(0, 2, 3, 1)  # the uint8 NHWC canvas behind the view
-        result = self.owner.request.infer({0: np.ascontiguousarray(canvas)})
+        img = next(iter(feed.values())).transpose(0, 2, 3, 1)  # the uint8 NHWC canvas behind the view
+        result = self.owner.request.infer({0: np.ascontiguousarray(img)})
         outs = [result[o] for o in self.compiled.outputs]
         names = output_names or [o.name for o in self.reference.get_outputs()]
         return [np.array(outs[self.index[n]]) for n in names]
