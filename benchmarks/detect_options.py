@@ -9,6 +9,8 @@ Time is detector-only, one thread, per image (decode excluded), after a warm-up 
 
     python benchmarks/detect_options.py --data ../shared/data/utkface --photos runs/photo_eval \
         --out benchmarks/results/detect_options.json
+    git worktree add /tmp/before 6b25321 && python benchmarks/detect_options.py --code /tmp/before \
+        --data ../shared/data/utkface --photos runs/photo_eval --out benchmarks/results/detect_options_before.json
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --code DIR: measure another checkout's detector at its own defaults (e.g. a git worktree of the commit
+# before a change: `git worktree add /tmp/before 6b25321`), on the same sets.
+_CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else None
+sys.path.insert(0, _CODE or str(Path(__file__).resolve().parents[1]))
 
-from faceproc.config import DetectorConfig, ScrfdConfig  # noqa: E402
+from faceproc.config import DetectorConfig, ScrfdConfig  # noqa: E402,F401
 from faceproc.decode import decode_file  # noqa: E402
 from faceproc.detect import make_detector  # noqa: E402
 from faceproc.photo_eval import build_photos, match, validation_faces  # noqa: E402
 from faceproc.synth import box_inside, mosaic  # noqa: E402
 
-OPTIONS = {
+OPTIONS = {} if _CODE else {
     "openvino bf16, smallest_face 40 (default)": ScrfdConfig(),
     "openvino bf16, smallest_face 32": ScrfdConfig(smallest_face=32),
     "openvino bf16, smallest_face 24": ScrfdConfig(smallest_face=24),
@@ -107,7 +112,10 @@ def main() -> None:
     ap.add_argument("--photos", default="runs/photo_eval", help="evaluate-photos work folder (built if missing)")
     ap.add_argument("--out", default="benchmarks/results/detect_options.json")
     ap.add_argument("--only", nargs="*", help="option names to run (default: all)")
+    ap.add_argument("--code", help="another checkout: its detector at its own defaults, instead of the options")
     args = ap.parse_args()
+    if args.code:
+        OPTIONS[f"defaults of {args.code}"] = None
     files = sorted(str(p) for p in Path(args.data).glob("*.jpg"))
     sets = {"group photos": (group_set(Path(args.photos), args.data), "group"),
             "40 px faces in 12 MP": (small_faces_set(files), "small"),
@@ -117,7 +125,7 @@ def main() -> None:
     for name, scrfd in OPTIONS.items():
         if args.only and name not in args.only:
             continue
-        det = make_detector(DetectorConfig(threads=1, scrfd=scrfd))
+        det = make_detector(DetectorConfig(threads=1) if scrfd is None else DetectorConfig(threads=1, scrfd=scrfd))
         results[name] = {s: run(det, items, kind) for s, (items, kind) in sets.items()}
         r = results[name]
         print(f"{name:<34} " + " | ".join(
