@@ -422,8 +422,6 @@ class YuNetDetector:
         if not path:
             raise DetectorUnavailable("detector kind yunet needs its model file: set detector.yunet.model_file or "
                                       "$FACEPROC_DETECTOR_FILE to face_detection_yunet_2023mar.onnx")
-        if self.cfg.threads:
-            cv2.setNumThreads(int(self.cfg.threads))
         self.net = cv2.FaceDetectorYN.create(path, "", (320, 320), self.cfg.threshold, self.cfg.nms_threshold, 5000)
 
     def detect(self, rgb: np.ndarray, scale: float = 1.0) -> Detections:
@@ -466,4 +464,8 @@ def make_detector(cfg: DetectorConfig | None = None) -> Detector:
         cls = DETECTORS[cfg.kind]
     except KeyError:
         raise ValueError(f"unknown detector kind {cfg.kind!r} (known: {', '.join(DETECTORS)})") from None
+    if cfg.threads:  # OpenCV (YuNet itself, decode resizes, letterboxing, crops) keeps to the worker's share
+        import cv2    # too: by default it starts a thread per core in every worker process
+
+        cv2.setNumThreads(int(cfg.threads))
     return cls(cfg)

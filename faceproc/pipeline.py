@@ -48,10 +48,6 @@ class Annotator:
 
     def __init__(self, cfg: Config | None = None, detector=None, predictor=None):
         self.cfg = cfg or Config()
-        if self.cfg.detector.threads:  # OpenCV (decode resizes, letterboxing, crops) keeps to the worker's share
-            import cv2                 # too: by default it starts a thread per core in every worker process
-
-            cv2.setNumThreads(int(self.cfg.detector.threads))
         if detector is None:
             from .detect import make_detector
 

@@ -42,7 +42,7 @@ def _folders(faces, images) -> list[dict]:
             for k, r in table.iterrows()]
 
 
-def _gallery(faces, images, out: Store, seed: int = 0) -> list[dict]:
+def _gallery(faces, images, previews: list[str], seed: int = 0) -> list[dict]:
     """Thumbnails of a seeded sample of faces per (age band, gender), cut from the photos with the stored
     boxes; each links to its photo's preview when there is one, else to the photo."""
     import cv2
@@ -76,7 +76,7 @@ def _gallery(faces, images, out: Store, seed: int = 0) -> list[dict]:
     sel = pd.concat(picks)
     from .preview import preview_name
 
-    previews = set(out.list("previews", ".jpg"))
+    previews = set(previews)  # file names in OUT/previews
     cards = []
     im = images.dropna(subset=["width", "height"])
     sizes = dict(zip(im["image_path"], np.maximum(im["width"].astype(float), im["height"].astype(float))))
@@ -289,7 +289,7 @@ def build_report(out) -> dict[str, Any]:
     rep = summarize(out)
     faces, images = rep.pop("_frames")
     previews = out.list("previews", ".jpg")
-    gallery = _gallery(faces, images, out)
+    gallery = _gallery(faces, images, previews)
     rep["gallery_faces"] = len(gallery)
     out.write_text("report.json", json.dumps(rep, indent=1, default=str))
     out.write_text("report.html", _html(rep, _plots(faces, images), gallery, previews))
