@@ -38,6 +38,19 @@ def stratified_split(records: list[FaceRecord], val_fraction: float = 0.2, seed:
     return out
 
 
+# The validation people are cut in two halves once and for all: the selection half serves early stopping,
+# cycles, calibration and every threshold; the report half only feeds the figures a model card reports.
+# A model chosen by its score on a set cannot honestly report that score.
+SELECT, REPORT = "select", "report"
+
+
+def validation_half(key: str, seed: int = 42) -> str:
+    """'select' or 'report' for a validation key: a hash of (seed, key), so every reader (training, evaluate,
+    evaluate-photos) agrees without a manifest change, whatever the order or subset of records it holds."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return REPORT if digest[0] & 1 else SELECT
+
+
 def write_manifest(path: str | os.PathLike, split: dict[str, str], meta: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndar
             m[:, 2] += rng.uniform(-shift, shift, 2) * s
             # Reflect, not replicate: smeared edges are what a crop in a photo never shows.
             x[i] = cv2.warpAffine(x[i], m, (s, s), borderMode=cv2.BORDER_REFLECT_101)
+    x = _photo_degrade(x, rng, aug)
     c = aug.get("color", 0.0)
     if c:
         xf = x.astype(np.float32)
@@ -41,6 +42,34 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndar
         sat = 1.0 + rng.uniform(-c, c, (n, 1, 1, 1))
         xf = gray + (xf - gray) * sat
         x = np.clip(xf * gain + bias, 0, 255).astype(np.uint8)
+    return x
+
+
+def _photo_degrade(x: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndarray:
+    """What a photo does to a face that a dataset crop never shows: the face was small (down-up resampling
+    to `resample` [lo, hi] px), JPEG-compressed (`jpeg` [qlo, qhi]), grey, slightly out of focus or noisy.
+    Each applies to a crop with its own probability (`*_p`), so clean crops stay in every batch."""
+    import cv2
+
+    n, s = len(x), x.shape[1]
+    res, jpg = aug.get("resample"), aug.get("jpeg")
+    for i in range(n):
+        im = x[i]
+        if res and rng.random() < aug.get("resample_p", 0.5):
+            side = int(rng.integers(res[0], res[1] + 1))
+            if side < s:
+                small = cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_LINEAR)
+                im = cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_CUBIC)
+        if aug.get("blur") and rng.random() < aug.get("blur_p", 0.2):
+            im = cv2.GaussianBlur(im, (0, 0), rng.uniform(0.3, aug["blur"]))
+        if aug.get("noise") and rng.random() < aug.get("noise_p", 0.2):
+            im = np.clip(im + rng.normal(0, rng.uniform(1, aug["noise"]), im.shape), 0, 255).astype(np.uint8)
+        if jpg and rng.random() < aug.get("jpeg_p", 0.5):
+            ok, buf = cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(jpg[0], jpg[1] + 1))])
+            im = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else im
+        if aug.get("grey_p") and rng.random() < aug["grey_p"]:
+            im = np.repeat(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        x[i] = im
     return x
 
 

@@ -38,7 +38,7 @@ def read_records(cfg: TrainConfig):
 def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """Records -> split manifest -> crop cache -> arrays for train and val."""
     from ..data.cache import build_cache, cache_records, load_crops, stored_policy
-    from ..data.split import read_manifest, stratified_split, write_manifest
+    from ..data.split import REPORT, SELECT, read_manifest, stratified_split, validation_half, write_manifest
 
     cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
     if cfg.datasets:
@@ -61,10 +61,14 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     groups = {k: split.get(k, "train") for k in pq_keys(cache_path)}
     train_keys = {k for k, g in groups.items() if g == "train"}
     train = load_crops(cache_path, policy, cfg.crop_fill, keys=train_keys, seed=cfg.seed, groups=groups)
-    val = load_crops(cache_path, policy, None, keys=set(groups) - train_keys, seed=cfg.seed)
+    val_keys = set(groups) - train_keys
+    halves = {k: validation_half(k, cfg.seed) for k in val_keys}
+    val = load_crops(cache_path, policy, None, keys={k for k in val_keys if halves[k] == SELECT}, seed=cfg.seed)
+    report = load_crops(cache_path, policy, None, keys={k for k in val_keys if halves[k] == REPORT}, seed=cfg.seed)
     return {
         "train": train,
-        "val": val,
+        "val": val,  # the selection half: early stopping, checkpoints, calibration
+        "report": report,  # the report half: only the card's figures
         "crop_policy": policy.name,
         "cache": str(cache_path),
         "manifest": str(manifest),

@@ -149,9 +149,15 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
                                   or DEFAULT_POLICY.name))
 
     metrics = {
+        "validation_halves": "val = the selection half (early stopping, best checkpoint, calibration); "
+                             "report = the report half, used for nothing but these figures (data.split.validation_half)",
         "val": evaluate_arrays(pred(False), va["crops"], va["age"], va["gender"]),
         "val_flip_tta": evaluate_arrays(pred(True), va["crops"], va["age"], va["gender"]),
     }
+    rep = data.get("report")
+    if rep is not None and len(rep["age"]):
+        metrics["report"] = evaluate_arrays(pred(False), rep["crops"], rep["age"], rep["gender"])
+        metrics["report_flip_tta"] = evaluate_arrays(pred(True), rep["crops"], rep["age"], rep["gender"])
     card = {
         "variant": cfg.variant,
         "architecture": variant.architecture,
@@ -159,7 +165,8 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
         "crop_fill_in_training": cfg.crop_fill or "none (repeated border)",
         "backbone_source": _backbone_source(backbone),
         "training_data": {"datasets": cfg.datasets, "read_stats": data.get("read_stats"), "cache": data.get("cache_summary"),
-                          "split_manifest": Path(data.get("manifest") or "").name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"]))},
+                          "split_manifest": Path(data.get("manifest") or "").name, "n_train": int(len(tr["age"])), "n_val": int(len(va["age"])),
+                          "n_report": int(len((data.get("report") or {"age": []})["age"]))},
         "train_config": dataclasses.asdict(cfg),
         "earlier_stage": _earlier_stage(cfg.init_from),
         "command": command,
