@@ -1,5 +1,5 @@
-"""Post-hoc calibration that travels in the model card: a monotone map for age (isotonic regression of the
-true age on the predicted one) and a two-parameter logistic map for gender (Platt scaling).
+"""Post-hoc calibration that travels in the model card: a monotone map for age (a significance-gated bias
+correction per predicted-age bin) and a two-parameter logistic map for gender (Platt scaling; by default temperature only).
 
 Both are fitted on the selection half of the validation people and judged on the report half, and the
 predictor applies them on every runtime after mirror averaging, so a card without a `calibration` key
@@ -13,25 +13,27 @@ from typing import Any
 import numpy as np
 
 
-def isotonic_knots(pred: np.ndarray, true: np.ndarray, max_knots: int = 64) -> list[list[float]]:
-    """Pool-adjacent-violators on (pred, true) sorted by pred: a non-decreasing step map, returned as
-    (x, y) knots at block centres for linear interpolation (smoother than steps, still monotone)."""
-    order = np.argsort(pred, kind="stable")
-    x, y = np.asarray(pred, float)[order], np.asarray(true, float)[order]
-    # Blocks: [sum_y, count, sum_x]; merge while the previous block's mean exceeds the next one's.
-    blocks: list[list[float]] = []
-    for xi, yi in zip(x, y):
-        blocks.append([yi, 1.0, xi])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            s, n, sx = blocks.pop()
-            blocks[-1][0] += s
-            blocks[-1][1] += n
-            blocks[-1][2] += sx
-    kx = np.array([b[2] / b[1] for b in blocks])
-    ky = np.array([b[0] / b[1] for b in blocks])
-    if len(kx) > max_knots:  # keep the card small: resample the monotone map at quantiles of pred
-        q = np.quantile(x, np.linspace(0, 1, max_knots))
-        kx, ky = np.unique(q), np.interp(np.unique(q), kx, ky)
+def monotone_knots(pred: np.ndarray, true: np.ndarray, bins: int = 16, z: float = 2.0) -> list[list[float]]:
+    """A monotone bias correction: in each of `bins` quantile bins of the predicted age, the mean residual
+    (true - predicted) if it stands out of its noise (|mean| > z standard errors), else none; then made
+    non-decreasing. Where the model is unbiased the map is the identity, so a band without bias cannot be
+    made worse by fitting noise; where it is biased (old ages pulled down) the map moves it back."""
+    x, y = np.asarray(pred, float), np.asarray(true, float)
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+    kx, ky = [], []
+    for b in range(len(edges) - 1):
+        m = idx == b
+        if m.sum() < 10:
+            continue
+        r = y[m] - x[m]
+        d = float(r.mean())
+        if abs(d) <= z * float(r.std(ddof=1)) / np.sqrt(m.sum()):
+            d = 0.0
+        xm = float(x[m].mean())
+        kx.append(xm)
+        ky.append(xm + d)
+    ky = list(np.maximum.accumulate(np.asarray(ky))) if ky else ky
     return [[round(float(a), 4), round(float(b), 4)] for a, b in zip(kx, ky)]
 
 
@@ -53,9 +55,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def platt(prob: np.ndarray, label: np.ndarray, iters: int = 100) -> list[float]:
+def platt(prob: np.ndarray, label: np.ndarray, iters: int = 100, bias: bool = False) -> list[float]:
     """(a, b) minimising the log loss of sigmoid(a * logit(p) + b): Newton's method with a backtracking
-    line search (a saturated model has a tiny Hessian, and a full Newton step then overshoots)."""
+    line search (a saturated model has a tiny Hessian, and a full Newton step then overshoots). Without
+    `bias`, b stays 0 (temperature scaling): every decision at 0.5 is kept, so accuracy cannot change."""
     z, y = _logit(prob), np.asarray(label, np.float64)
 
     def loss(w):
@@ -69,7 +72,7 @@ def platt(prob: np.ndarray, label: np.ndarray, iters: int = 100) -> list[float]:
         g = np.array([np.mean((q - y) * z), np.mean(q - y)])
         r = q * (1 - q)
         h = np.array([[np.mean(r * z * z), np.mean(r * z)], [np.mean(r * z), np.mean(r)]]) + 1e-9 * np.eye(2)
-        step, t = np.linalg.solve(h, g), 1.0
+        step, t = (np.linalg.solve(h, g) if bias else np.array([g[0] / h[0, 0], 0.0])), 1.0
         while t > 1e-6 and loss(w - t * step) > cur:
             t /= 2
         if t <= 1e-6:
@@ -107,7 +110,7 @@ def ece(prob: np.ndarray, label: np.ndarray, bins: int = 10) -> float:
 
 def fit(age_pred, female_prob, age, gender) -> dict[str, Any]:
     """Both maps from the selection half's predictions (made without calibration)."""
-    return {"age_isotonic": isotonic_knots(np.asarray(age_pred), np.asarray(age)),
+    return {"age_monotone": monotone_knots(np.asarray(age_pred), np.asarray(age)),
             "gender_platt": platt(np.asarray(female_prob), np.asarray(gender)),
             "fitted_on": "selection half of the validation split (data.split.validation_half)"}
 
@@ -116,4 +119,4 @@ def apply(cal: dict | None, age: np.ndarray, female_prob: np.ndarray) -> tuple[n
     """A card's calibration applied to raw predictions (identity for None or for a map left out)."""
     if not cal:
         return np.asarray(age, np.float32), np.asarray(female_prob, np.float32)
-    return apply_age(cal.get("age_isotonic"), age), apply_gender(cal.get("gender_platt"), female_prob)
+    return apply_age(cal.get("age_monotone"), age), apply_gender(cal.get("gender_platt"), female_prob)

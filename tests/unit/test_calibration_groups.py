@@ -6,11 +6,11 @@ from faceproc import calibration
 from faceproc.groups import cell, format_groups, group_metrics, utkface_ethnicity
 
 
-def test_isotonic_map_removes_a_known_bias_and_stays_monotone():
+def test_monotone_map_removes_a_known_bias_and_stays_monotone():
     rng = np.random.default_rng(0)
     true = rng.uniform(0, 90, 4000)
     pred = np.where(true > 40, true - 0.15 * (true - 40), true) + rng.normal(0, 2, len(true))  # old ages pulled down
-    knots = calibration.isotonic_knots(pred, true)
+    knots = calibration.monotone_knots(pred, true)
     k = np.array(knots)
     assert np.all(np.diff(k[:, 0]) > 0) and np.all(np.diff(k[:, 1]) >= 0)
     fixed = calibration.apply_age(knots, pred)
@@ -75,3 +75,41 @@ def test_group_metrics_split_by_ethnicity_gender_and_age():
     assert g["by_gender"]["male"]["gender_acc"] == round(2 / 3, 4)
     text = format_groups(g)
     assert "Asian" in text and "ethnicity x age band" in text
+
+
+def test_halves_evaluation_fits_on_selection_and_keeps_only_maps_that_help_on_report():
+    from faceproc.card_eval import halves_evaluation
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    keys = np.array([f"utkface/{int(a)}_{g}_{e}_x{i}.jpg" for i, (a, g, e) in enumerate(
+        zip(rng.uniform(1, 90, n), rng.integers(0, 2, n), rng.integers(0, 5, n)))])
+    age = np.array([float(k.split("/")[1].split("_")[0]) for k in keys])
+    gender = np.array([float(k.split("_")[1]) for k in keys])
+    z = np.where(gender > 0, 1.5, -1.5) + rng.normal(0, 1.5, n)
+
+    def predict_raw(crops):  # every age 3 years low, overconfident gender
+        return age - 3.0 + rng.normal(0, 4, n), 1 / (1 + np.exp(-3 * z))
+
+    res = halves_evaluation(predict_raw, keys, np.zeros((n, 1)), age, gender)
+    h = res["evaluation_halves"]
+    assert h["select"]["raw"]["n"] + h["report"]["raw"]["n"] == n
+    assert res["calibration_decisions"]["age"]["kept"] and res["calibration"]["age_monotone"]
+    assert h["report"]["calibrated"]["age_mae"] < h["report"]["raw"]["age_mae"]
+    assert res["calibration_decisions"]["gender"]["kept"]
+    assert res["groups"]["half"] == "report" and res["groups"]["n"] == h["report"]["raw"]["n"]
+    assert res["evaluation_halves"]["report_shipped"]["age_mae"] == h["report"]["calibrated"]["age_mae"]
+
+
+def test_a_map_that_does_not_help_is_left_out():
+    from faceproc.card_eval import halves_evaluation
+
+    rng = np.random.default_rng(4)
+    n = 2000
+    keys = np.array([f"utkface/{i % 80 + 1}_{i % 2}_0_x{i}.jpg" for i in range(n)])
+    age = np.array([float(i % 80 + 1) for i in range(n)])
+    gender = np.array([float(i % 2) for i in range(n)])
+    prob = np.where(gender > 0, 0.9, 0.1)  # perfectly separated, already confident: Platt cannot lower ECE much
+
+    res = halves_evaluation(lambda c: (age + rng.normal(0, 3, n), prob), keys, np.zeros((n, 1)), age, gender)
+    assert not res["calibration_decisions"]["age"]["kept"]  # unbiased noise: isotonic overfits
