@@ -130,6 +130,10 @@ def _print_summary(rep: dict) -> None:
     click.echo(f"{rep['files']} files ({counts.get('ok', 0)} with faces, {counts.get('no_faces', 0)} without), "
                f"{rep['faces']} faces, {rep['failed_files']} files failed"
                + (f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if bad else ""))
+    from .skipped import skipped_lines
+
+    for line in skipped_lines(rep.get("skipped")):  # what under the inputs is not a row, never silently
+        click.echo(f"not rows: {line}")
     if tp.get("last_run_seconds") is not None:
         click.echo(f"last run: {tp['last_run_files']} files in {tp['last_run_seconds']:.1f} s")
     from .storage import join
