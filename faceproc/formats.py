@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
-
 RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".nrw", ".arw", ".dng", ".raf", ".orf", ".rw2", ".pef", ".srw"})
 HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
 PILLOW_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
@@ -66,10 +64,11 @@ def raw_header(raw) -> tuple[int, int, int, int, int]:
     return int(s.raw_width) * int(s.raw_height), disp[0], disp[1], min(w, h), orientation
 
 
-def raw_pixels(raw, want_long: int, thumb_decoder) -> tuple[np.ndarray, str]:
+def raw_pixels(raw, want_long: int, thumb_decoder):
     """RGB uint8 in display orientation and how it was read ("preview" or "half-size demosaic").
     `thumb_decoder(jpeg_bytes, orientation)` decodes the embedded JPEG (the caller's Pillow path, so the
     preview gets the same pixel checks and draft-mode scaling as any JPEG)."""
+    import numpy as np  # here, not at the top: discovery imports this module and needs only the standard library
     import rawpy
 
     _, w, h, _, orientation = raw_header(raw)
