@@ -173,3 +173,15 @@ def test_extreme_aspect_ratios_get_a_status_from_the_header(tmp_path, w, h, ok, 
     with pytest.raises(D.DecodeFailure) as e:
         D.decode_file(str(p))
     assert e.value.status == D.TOO_SMALL and "aspect ratio" in e.value.message and not calls
+
+
+def test_heic_and_avif_decode_in_a_fresh_process(tmp_path):
+    """Workers import nothing but faceproc: decode itself makes HEIF readable (the helpers here register
+    pillow-heif in this process, which would hide a missing registration)."""
+    for ext in ("heic", "avif"):
+        save_oriented(tmp_path / f"x.{ext}", marked(), 6)
+    code = ("import sys;from faceproc.decode import decode_file\n"
+            "for p in sys.argv[1:]: d = decode_file(p); print(d.width, d.height)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.heic"), str(tmp_path / "x.avif")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": REPO})
+    assert r.stdout.split() == ["200", "100", "200", "100"], r.stderr[-500:]
