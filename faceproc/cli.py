@@ -76,8 +76,10 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON (for scripts and Ray jobs).")
 @click.option("--random-init", is_flag=True, help="An untrained model: tests and benchmarks only.")
+@click.option("--follow-external-symlinks", is_flag=True, default=None,
+              help="Follow symlinks that lead outside the inputs (default: counted, not followed).")
 def annotate(inputs, more_inputs, output, model, config, batch_size, limit, previews, workers, engine, shard_size, force,
-             as_json, random_init) -> None:
+             as_json, random_init, follow_external_symlinks) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS (folders, files or s3:// prefixes).
 
     Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
@@ -94,7 +96,8 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
         raise click.UsageError("give at least one input (INPUTS or --input)")
     cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size, "run.shard_size": shard_size,
                                   "run.previews": previews, "run.workers": workers,
-                                  "model.random_init": random_init or None})
+                                  "model.random_init": random_init or None,
+                                  "run.follow_external_symlinks": follow_external_symlinks or None})
     try:
         rep = run(inputs, output, cfg, engine=engine, force=force, limit=limit)
     except DiskFull as e:
@@ -127,6 +130,10 @@ def _print_summary(rep: dict) -> None:
     click.echo(f"{rep['files']} files ({counts.get('ok', 0)} with faces, {counts.get('no_faces', 0)} without), "
                f"{rep['faces']} faces, {rep['failed_files']} files failed"
                + (f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if bad else ""))
+    from .skipped import skipped_lines
+
+    for line in skipped_lines(rep.get("skipped")):  # what under the inputs is not a row, never silently
+        click.echo(f"not rows: {line}")
     if tp.get("last_run_seconds") is not None:
         click.echo(f"last run: {tp['last_run_files']} files in {tp['last_run_seconds']:.1f} s")
     from .storage import join

@@ -133,6 +133,9 @@ class RunConfig:
     # Merge committed shards of fewer files than this (nightly runs add a few photos each) once 8 of them
     # have accumulated, into shards of up to shard_size files; 0 = never.
     compact_below: int = field(default=64, metadata=SAME_ROWS)
+    # Symlinks whose target lies outside the inputs are not followed (they are counted in the report);
+    # true follows them. Which files are inputs, not how a row is made: the rows of a file stay the same.
+    follow_external_symlinks: bool = field(default=False, metadata=SAME_ROWS)
 
 
 @dataclass

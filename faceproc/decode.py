@@ -2,8 +2,12 @@
 
 EXIF orientation is applied so boxes land on faces as people see the photo. Big JPEGs are decoded with
 DCT scaling (far cheaper than a full decode) and anything still larger than `max_side` is resized;
-`scale` maps decoded pixels back to original pixels. The pixel limit is checked from the header, before
-a pixel is decoded.
+`scale` maps decoded pixels back to original pixels. Every format's size is checked from its header
+before a pixel is decoded and before EXIF is read (a PNG's EXIF may sit after its pixels, and reading it
+decodes them all): more than `max_pixels` is `too_large`; a short side under `min_side`, at the
+resolution detection looks at (the long side at most `max_side`), is `too_small` (a 20000x20 panorama
+is 2048x2 there: no face fits). Multi-frame files: the first frame (HEIF: the primary image). HEIC/HEIF,
+AVIF and RAW: formats.py; the rules for users: docs/formats.md.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import formats as F
 from .config import DecodeConfig
 from .storage import is_uri, read_bytes
+from .walk import extension
 
 Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a status instead of an exception
 
@@ -96,69 +102,71 @@ def _fast(data: bytes, im: Image.Image) -> np.ndarray | None:
 def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
     """Raise DecodeFailure with a status from decode.STATUSES on any problem."""
     cfg = cfg or DecodeConfig()
+    raw = extension(path) in F.RAW_EXTENSIONS
     if is_uri(path):  # an object in a store: fetched whole (a photo is a few MB), then decoded the same way
         try:
             data = read_bytes(path)
         except OSError as e:
             raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e}") from None
-        return _decode(io.BytesIO(data), len(data), cfg)
+        return _decode(io.BytesIO(data), len(data), cfg, raw)
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or stream forever
             raise DecodeFailure(UNREADABLE, "not a regular file")
-        if st.st_size > _IN_MEMORY:  # Pillow streams it from the file
-            return _decode(open(path, "rb"), st.st_size, cfg)
+        if st.st_size > _IN_MEMORY:  # Pillow (and LibRaw) stream it from the file
+            return _decode(open(path, "rb"), st.st_size, cfg, raw)
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as e:
         raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from None
-    return _decode(io.BytesIO(data), len(data), cfg)
+    return _decode(io.BytesIO(data), len(data), cfg, raw)
 
 
-def _decode(fh, size: int, cfg: DecodeConfig) -> Decoded:
+def check_shape(w: int, h: int, cfg: DecodeConfig, pixels: int | None = None, disp=None) -> None:
+    """The header checks, before any pixel or EXIF block is read: the pixel limit (decompression bombs), a
+    short side too small for a face, at the resolution detection looks at (odd shapes)."""
+    disp = disp or (w, h)
+    pixels = w * h if pixels is None else pixels
+    if pixels > cfg.max_pixels:
+        raise DecodeFailure(TOO_LARGE, f"{w}x{h} = {pixels} px exceeds limit {cfg.max_pixels}", *disp)
+    if min(w, h) < cfg.min_side:
+        raise DecodeFailure(TOO_SMALL, f"{w}x{h} is below {cfg.min_side} px", *disp)
+    short = min(w, h) * min(1.0, cfg.max_side / max(w, h))
+    if short < cfg.min_side:
+        raise DecodeFailure(TOO_SMALL, f"{w}x{h} (aspect ratio {max(w, h) / min(w, h):.0f}:1): at the detection "
+                            f"resolution (long side {cfg.max_side} px) the short side is {short:.0f} px, below "
+                            f"{cfg.min_side} px", *disp)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        o = int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block must not lose the photo
+        return 1
+    return o if 1 <= o <= 8 else 1
+
+
+def _header_orientation(im: Image.Image) -> int:
+    """The orientation when it costs no decode (for a refused file's display size): a PNG's EXIF after its
+    pixels is not read."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return _orientation(im)
+
+
+def _decode(fh, size: int, cfg: DecodeConfig, raw: bool = False) -> Decoded:
     with fh:
         if size == 0:
             raise DecodeFailure(EMPTY, "zero-byte file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                im = Image.open(fh)
-            except UnidentifiedImageError:
-                raise DecodeFailure(NOT_AN_IMAGE, "not a recognised image format") from None
-            except OSError as e:
-                raise DecodeFailure(CORRUPT, f"cannot parse header: {e}") from None
-            try:
-                orientation = int(im.getexif().get(0x0112, 1) or 1)
-            except Exception:  # a broken EXIF block must not lose the photo
-                orientation = 1
-            w0, h0 = im.size
-            disp_w, disp_h = (h0, w0) if orientation in _ROTATES else (w0, h0)
-            if w0 * h0 > cfg.max_pixels:
-                raise DecodeFailure(TOO_LARGE, f"{w0}x{h0} = {w0 * h0} px exceeds limit {cfg.max_pixels}", disp_w, disp_h)
-            if min(w0, h0) < cfg.min_side:
-                raise DecodeFailure(TOO_SMALL, f"{w0}x{h0} is below {cfg.min_side} px", disp_w, disp_h)
-            rgb = None
-            if isinstance(fh, io.BytesIO):
-                try:
-                    rgb = _fast(fh.getvalue(), im)
-                except Exception:  # the fast path must never lose a photo Pillow can read
-                    rgb = None
-                if rgb is not None and orientation in _UPRIGHT:
-                    rgb = _UPRIGHT[orientation](rgb)
-            if rgb is None:
-                try:
-                    if im.format == "JPEG" and max(w0, h0) > cfg.max_side:
-                        # DCT scaling only halves; accept down to 0.9 x max_side so a 4000 px photo decodes
-                        # at 1/2 (2000 px) instead of in full and then resized.
-                        f = 0.9 * cfg.max_side / max(w0, h0)
-                        im.draft(im.mode if im.mode in ("RGB", "L") else None, (int(w0 * f) + 1, int(h0 * f) + 1))
-                    im.load()
-                    im = ImageOps.exif_transpose(im) if orientation != 1 else im
-                    rgb = np.asarray(_to_rgb(im))
-                except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as e:
-                    raise DecodeFailure(CORRUPT, f"{type(e).__name__}: {e}", disp_w, disp_h) from None
+            if raw:
+                rgb, disp_w, disp_h, orientation = _raw(fh, cfg)
+            else:
+                rgb, disp_w, disp_h, orientation = _pillow(fh, cfg)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DecodeFailure(CORRUPT, f"unexpected pixel layout {rgb.shape}", disp_w, disp_h)
+    rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     if max(h, w) > cfg.max_side:
         f = cfg.max_side / max(h, w)
@@ -166,5 +174,80 @@ def _decode(fh, size: int, cfg: DecodeConfig) -> Decoded:
         # INTER_AREA (which costs a quarter of all decoding time on the photos corpus); further down, INTER_AREA.
         rgb = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))),
                          interpolation=cv2.INTER_LINEAR if f >= 0.5 else cv2.INTER_AREA)
-    rgb = np.ascontiguousarray(rgb)
     return Decoded(rgb=rgb, width=disp_w, height=disp_h, scale=rgb.shape[1] / disp_w, orientation=orientation)
+
+
+def _pillow(fh, cfg: DecodeConfig, orientation: int | None = None):
+    """(rgb in display orientation, display width, display height, orientation) through Pillow (plus
+    pillow-heif). `orientation` given: use it instead of the file's EXIF (a RAW file's preview)."""
+    heif = F.enable_heif()
+    try:
+        im = Image.open(fh)
+    except UnidentifiedImageError:
+        fh.seek(0)
+        brand = fh.read(12)[4:12]  # an ISO-BMFF file names its format here: say why it cannot be read
+        why = (F.avif_missing() if brand in (b"ftypavif", b"ftypavis")
+               else heif if brand in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc", b"ftypmsf1") else "")
+        if why:
+            raise DecodeFailure(FAILED, why) from None
+        raise DecodeFailure(NOT_AN_IMAGE, "not a recognised image format") from None
+    except (OSError, ValueError, RuntimeError) as e:  # pillow-heif raises ValueError/RuntimeError on damage
+        raise DecodeFailure(CORRUPT, f"cannot parse header: {e}") from None
+    w0, h0 = im.size
+    try:
+        check_shape(w0, h0, cfg)
+    except DecodeFailure as e:  # the display size, where the orientation is known without decoding
+        o = orientation or _header_orientation(im)
+        e.width, e.height = (h0, w0) if o in _ROTATES else (w0, h0)
+        raise
+    orientation = orientation or _orientation(im)
+    disp_w, disp_h = (h0, w0) if orientation in _ROTATES else (w0, h0)
+    rgb = None
+    if isinstance(fh, io.BytesIO):
+        try:
+            rgb = _fast(fh.getvalue(), im)
+        except Exception:  # the fast path must never lose a photo Pillow can read
+            rgb = None
+    if rgb is None:
+        try:
+            if im.format == "JPEG" and max(w0, h0) > cfg.max_side:
+                # DCT scaling only halves; accept down to 0.9 x max_side so a 4000 px photo decodes
+                # at 1/2 (2000 px) instead of in full and then resized.
+                f = 0.9 * cfg.max_side / max(w0, h0)
+                im.draft(im.mode if im.mode in ("RGB", "L") else None, (int(w0 * f) + 1, int(h0 * f) + 1))
+            im.load()
+            rgb = np.asarray(_to_rgb(im))
+        except (OSError, ValueError, SyntaxError, RuntimeError, Image.DecompressionBombError, EOFError) as e:
+            raise DecodeFailure(CORRUPT, f"{type(e).__name__}: {e}", disp_w, disp_h) from None
+    if orientation in _UPRIGHT:
+        rgb = _UPRIGHT[orientation](rgb)
+    return rgb, disp_w, disp_h, orientation
+
+
+def _raw(fh, cfg: DecodeConfig):
+    """A camera RAW file through LibRaw: header checks on the sensor size, then the preview or a
+    half-size demosaic (formats.raw_pixels)."""
+    try:
+        import rawpy
+    except ImportError as e:
+        raise DecodeFailure(FAILED, f"RAW files need rawpy ({e})") from None
+    try:
+        raw = F.open_raw(fh)
+    except rawpy.LibRawFileUnsupportedError:
+        raise DecodeFailure(NOT_AN_IMAGE, "not a RAW file LibRaw can read") from None
+    except (rawpy.LibRawError, OSError, ValueError) as e:
+        raise DecodeFailure(CORRUPT, f"cannot parse RAW header: {type(e).__name__}: {e}") from None
+    with raw:
+        pixels, disp_w, disp_h, _, orientation = F.raw_header(raw)
+        check_shape(disp_w, disp_h, cfg, pixels, (disp_w, disp_h))
+
+        def preview(data: bytes, o: int):
+            return _pillow(io.BytesIO(data), DecodeConfig(**{**cfg.__dict__, "min_side": 1}), o)[0]
+
+        try:
+            rgb, _how = F.raw_pixels(raw, cfg.max_side, preview)
+        except DecodeFailure as e:
+            raise DecodeFailure(CORRUPT, f"RAW preview: {e}", disp_w, disp_h) from None
+        except (rawpy.LibRawError, OSError, ValueError, MemoryError) as e:
+            raise DecodeFailure(CORRUPT, f"RAW data: {type(e).__name__}: {e}", disp_w, disp_h) from None
+    return rgb, disp_w, disp_h, orientation

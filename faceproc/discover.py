@@ -1,9 +1,10 @@
-"""Input folders -> a deterministic list of image files; the files still to do -> shards.
+"""Inputs (local folders, files, object-store prefixes) -> a deterministic list of image files, each once;
+the files still to do -> shards.
 
-Order is sorted by path at every level. Symlinked folders are followed once (a cycle is cut at the
-first repeat). Files with an image extension under a hidden name (or hidden folder) are kept as entries
-flagged `hidden`, so they get a `skipped_hidden` row instead of vanishing; files without an image
-extension are counted, not listed.
+The local walk is in walk.py (iterative, one row per file by device and inode, symlinks leading outside the
+inputs not followed unless asked, unreadable folders counted). Files with an image extension under a
+hidden name (or hidden folder) are kept as entries flagged `hidden`, so they get a `skipped_hidden` row
+instead of vanishing; every other file is counted by extension (videos named as such), never listed.
 
 Shards are cut from the files that no committed shard holds yet, in sorted order across folders, into
 `parts` nearly equal pieces of at most `shard_size` files, and named by a hash of their file list. So
@@ -21,14 +22,10 @@ from dataclasses import dataclass, field
 
 from .storage import is_uri, list_files
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+from .formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 (re-exported)
+from .walk import FileEntry, extension, is_image_name, walk_local
 
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str
-    hidden: bool = False
-    size: int | None = None  # known from an object-store listing (saves a request per photo)
+SAMPLE = 50  # paths listed per kind of skipped thing in the manifest and the report (the counts are whole)
 
 
 @dataclass
@@ -50,71 +47,34 @@ class Shard:
 class Discovery:
     shards: list[Shard]  # the work still to do (see plan_shards)
     n_files: int = 0  # every discovered file
-    n_ignored: int = 0  # files without an image extension
-    cycles: list[str] = field(default_factory=list)
+    cycles: list[str] = field(default_factory=list)  # folders reached again through a symlink (walked once)
     excluded: list[str] = field(default_factory=list)  # output folders found inside the inputs
     files: list[FileEntry] = field(default_factory=list)  # every discovered file, sorted, each once
+    # What is not a row, counted so that nothing under the inputs vanishes without a word:
+    skipped_ext: dict[str, int] = field(default_factory=dict)  # files without an image extension, by extension
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason) that could not be listed
+    external: list[str] = field(default_factory=list)  # symlinks leading outside the inputs, not followed
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (second path, path listed) of one file
 
+    @property
+    def n_ignored(self) -> int:
+        """Files without an image extension (the manifest's n_ignored_files)."""
+        return sum(self.skipped_ext.values())
 
-def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    def skipped(self) -> dict:
+        """What the walk did not make rows of, for the manifest, report.json, report.html and the summary:
+        counts in full, paths as a sample of SAMPLE."""
+        videos = {k: v for k, v in sorted(self.skipped_ext.items()) if k in VIDEO_EXTENSIONS}
+        other = {k or "(no extension)": v for k, v in sorted(self.skipped_ext.items()) if k not in VIDEO_EXTENSIONS}
+        return {
+            "videos": videos, "other_files": other,
+            "unreadable_folders": {"count": len(self.unreadable),
+                                   "sample": [{"path": p, "reason": r} for p, r in self.unreadable[:SAMPLE]]},
+            "external_symlinks": {"count": len(self.external), "sample": self.external[:SAMPLE]},
+            "duplicate_paths": {"count": len(self.duplicates),
+                                "sample": [{"path": p, "same_as": q} for p, q in self.duplicates[:SAMPLE]]},
+        }
 
-
-def walk_images(root: str, disc: Discovery, exclude: list[str] | tuple = ()):
-    """Yield (directory, [FileEntry...]) per folder in sorted order; counts ignored files and symlink
-    cycles into `disc`. Folders in `exclude` (a run's own output) are not entered."""
-    seen: set[tuple[int, int]] = set()
-    skip = set()
-    for e in exclude:
-        try:
-            st = os.stat(e)
-            skip.add((st.st_dev, st.st_ino))
-        except OSError:
-            pass
-
-    def visit(d: str, hidden: bool):
-        try:
-            st = os.stat(d)
-        except OSError:
-            return
-        if (st.st_dev, st.st_ino) in skip:
-            disc.excluded.append(d)
-            return
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
-            disc.cycles.append(d)
-            return
-        seen.add(key)
-        try:
-            with os.scandir(d) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            return
-        files, subdirs = [], []
-        for e in entries:
-            try:
-                is_dir = e.is_dir(follow_symlinks=True)
-            except OSError:
-                is_dir = False
-            if is_dir:
-                subdirs.append(e)
-            elif _is_image_name(e.name):
-                files.append(FileEntry(os.path.join(d, e.name), hidden or e.name.startswith(".")))
-            else:
-                disc.n_ignored += 1
-        if files:
-            yield d, files
-        for e in subdirs:
-            yield from visit(os.path.join(d, e.name), hidden or e.name.startswith("."))
-
-    root = os.path.abspath(root)
-    if os.path.isfile(root):
-        if _is_image_name(root):
-            yield os.path.dirname(root), [FileEntry(root, os.path.basename(root).startswith("."))]
-        else:
-            disc.n_ignored += 1
-    else:
-        yield from visit(root, False)
 
 
 def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
@@ -126,8 +86,8 @@ def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
         if skip and path.startswith(skip):
             continue
         d, name = path.rsplit("/", 1)
-        if not _is_image_name(name):
-            disc.n_ignored += 1
+        if not is_image_name(name):
+            disc.skipped_ext[extension(name)] = disc.skipped_ext.get(extension(name), 0) + 1
             continue
         rel = path[len(uri.rstrip("/")) + 1:] if path != uri else name
         hidden = any(part.startswith(".") for part in rel.split("/"))
@@ -143,14 +103,15 @@ def check_inputs(inputs: list[str]) -> list[str]:
     return [p.rstrip("/") if is_uri(p) else os.path.abspath(p) for p in inputs]
 
 
-def discover(inputs: list[str], exclude: list[str] | tuple = ()) -> Discovery:
+def discover(inputs: list[str], exclude: list[str] | tuple = (), follow_external_symlinks: bool = False) -> Discovery:
     """Every image file under the inputs (local folders or object-store prefixes), sorted, each once
-    (overlapping inputs), without shards."""
+    (overlapping inputs, symlinks, hard links), without shards. Local inputs come first, in the order given."""
     disc = Discovery(shards=[])
-    seen: set[str] = set()
-    for root in check_inputs(inputs):
-        walk = walk_objects if is_uri(root) else walk_images
-        for _d, files in walk(root, disc, exclude):
+    roots = check_inputs(inputs)
+    disc.files = walk_local([r for r in roots if not is_uri(r)], disc, exclude, follow_external_symlinks)
+    seen = {f.path for f in disc.files}
+    for root in (r for r in roots if is_uri(r)):
+        for _d, files in walk_objects(root, disc, exclude):
             for f in files:
                 if f.path not in seen:
                     seen.add(f.path)
@@ -209,8 +170,9 @@ def _common_dir(dirs: list[str]) -> str:
 
 
 def plan_shards(inputs: list[str], shard_size: int = 256, exclude: list[str] | tuple = (),
-                done: set[str] | frozenset = frozenset(), workers: int = 1) -> Discovery:
+                done: set[str] | frozenset = frozenset(), workers: int = 1,
+                follow_external_symlinks: bool = False) -> Discovery:
     """Discover the inputs and cut the files not in `done` (already committed) into shards."""
-    disc = discover(inputs, exclude)
+    disc = discover(inputs, exclude, follow_external_symlinks)
     disc.shards = cut_shards([f for f in disc.files if f.path not in done], max(1, int(shard_size)), workers)
     return disc

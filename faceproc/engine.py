@@ -384,7 +384,8 @@ def annotate(
     cfg = cfg or Config()
     out = Store(out)  # a local folder or an object-store prefix (s3://bucket/runs/r1)
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
-    disc = discover(inputs, exclude=[str(out)])  # raises on a missing input, before any work
+    disc = discover(inputs, exclude=[str(out)],  # raises on a missing input, before any work
+                    follow_external_symlinks=cfg.run.follow_external_symlinks)
     cfg = Config.from_dict(cfg.to_dict())  # preflight fills in resolved paths: the caller's config stays as given
     preflight(cfg)  # every model found (or fetched once) before anything is written
     check_output(out)
@@ -474,7 +475,8 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     manifest = {
         "run_id": run_id, "inputs": check_inputs(inputs), "fingerprint": fp, "config": cfg.to_dict(),
         "model": model_label, "state": "running", "started": time.time(), "engine": engine,
-        "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles,
+        "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles[:50],
+        "skipped": disc.skipped(),  # not rows: other files by extension, unreadable folders, links (discover)
         "shards": shards, "history": (old or {}).get("history", []),
     }
     out.write_text(MANIFEST, json.dumps(manifest, indent=1))

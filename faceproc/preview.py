@@ -88,7 +88,9 @@ def write_previews(out, n: int, dec_cfg: DecodeConfig | None = None) -> list[str
     faces = read_table(out, "faces").to_pandas()
     images = read_table(out, "images").to_pandas()
     ok = images[images["status"] == OK].sort_values(["n_faces", "image_path"], ascending=[False, True]).head(n)
-    cfg = DecodeConfig(**{**(dec_cfg or DecodeConfig()).__dict__, "max_side": PREVIEW_SIDE})
+    # min_side 1: these photos were read for detection already; a long panorama must not fail the shape
+    # check again at the smaller preview size.
+    cfg = DecodeConfig(**{**(dec_cfg or DecodeConfig()).__dict__, "max_side": PREVIEW_SIDE, "min_side": 1})
     written = []
     for path, raw in zip(ok["image_path"], ok["image_path_bytes"]):
         try:

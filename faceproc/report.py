@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .gallery import GALLERY_PER_GROUP, gallery as _gallery
 from .schema import READ_OK, read_table
 from .storage import Store
 
@@ -17,8 +16,6 @@ MAX_ERRORS_JSON = 1000
 MAX_ERRORS_HTML = 200
 MAX_NO_FACE_LIST = 50
 MAX_FOLDERS = 500  # folders listed (most files first); report.json and the images table hold the rest
-GALLERY_PER_GROUP = 8  # thumbnails per (age band, gender): the page stays bounded for a million faces
-THUMB = 72
 
 
 def _folders(faces, images) -> list[dict]:
@@ -40,82 +37,6 @@ def _folders(faces, images) -> list[dict]:
     return [{"folder": k, "files": int(r.files), "faces": int(r.faces), "failed": int(r.failed),
              "no_faces": int(r.no_faces), "mean_age": None if np.isnan(r.mean_age) else round(float(r.mean_age), 1)}
             for k, r in table.iterrows()]
-
-
-def _gallery(faces, images, previews: list[str], seed: int = 0) -> list[dict]:
-    """Thumbnails of a seeded sample of faces per (age band, gender), cut from the photos with the stored
-    boxes; each links to its photo's preview when there is one, else to the photo."""
-    import cv2
-
-    from .config import DecodeConfig
-    from .data.split import AGE_BANDS, age_band
-    from .decode import DecodeFailure, decode_file
-    from .schema import source_path
-
-    if not len(faces):
-        return []
-    # Photos in a seeded random order, JPEGs first (decoded at the size a thumbnail needs; PNG and WebP only
-    # whole); every group takes its faces from the first photos in that order, so the picks share photos
-    # and the end of every run decodes few (128 thumbnails of the 150 evaluate-photos photos: 50 photos,
-    # 25 of them JPEG, in 1.05 s instead of 85 photos in 1.94 s; JPEGs first: 49 photos, 38 JPEG, 0.6-0.8 s).
-    photos = faces["image_path"].unique()
-    jpeg = np.array([str(p).lower().endswith((".jpg", ".jpeg")) for p in photos])
-    order = np.lexsort((np.random.default_rng(seed).random(len(photos)), ~jpeg))
-    rank = dict(zip(photos[order], range(len(photos))))
-    f = faces.assign(band=faces["age"].map(age_band), rank=faces["image_path"].map(rank))
-    picks = []
-    for band in AGE_BANDS:
-        for gender in ("female", "male"):
-            grp = f[(f["band"] == band) & (f["gender"] == gender)]
-            if len(grp):
-                picks.append(grp.sort_values(["rank", "face_index"], kind="stable").head(GALLERY_PER_GROUP))
-    if not picks:
-        return []
-    import pandas as pd
-
-    sel = pd.concat(picks)
-    from .preview import preview_name
-
-    previews = set(previews)  # file names in OUT/previews
-    cards = []
-    im = images.dropna(subset=["width", "height"])
-    sizes = dict(zip(im["image_path"], np.maximum(im["width"].astype(float), im["height"].astype(float))))
-    def thumbs(item):
-        path, rows = item
-        raw = rows["image_path_bytes"].iloc[0] if "image_path_bytes" in rows else None
-        # Decode only as large as the smallest picked face needs for its thumbnail (JPEG draft mode makes
-        # that several times cheaper than a full decode), between 256 and 1600 px.
-        side, long_side = float((rows["x2"] - rows["x1"]).min()), sizes.get(path)
-        need = 1600 if not long_side or side <= 0 else int(np.clip(long_side * THUMB / side, 256, 1600))
-        try:
-            dec = decode_file(source_path(path, raw), DecodeConfig(max_side=need))
-        except (DecodeFailure, OSError):
-            return []
-        out_cards = []
-        for r in rows.itertuples():
-            x1, y1, x2, y2 = (float(v) * dec.scale for v in (r.x1, r.y1, r.x2, r.y2))
-            m = 0.25 * max(x2 - x1, y2 - y1)
-            crop = dec.rgb[max(0, int(y1 - m)) : int(y2 + m), max(0, int(x1 - m)) : int(x2 + m)]
-            if crop.size == 0:
-                continue
-            crop = cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-            ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
-            pv = preview_name(path)
-            link = f"previews/{pv}" if pv in previews else Path(path).as_uri() if path.startswith("/") else path
-            out_cards.append({"band": r.band, "gender": r.gender, "age": float(r.age), "score": float(r.det_score),
-                              "path": path, "link": link, "jpeg": base64.b64encode(buf.tobytes()).decode()})
-        return out_cards
-
-    # Photos are decoded on every core (the decoders release the GIL): the report is the end of every run.
-    from concurrent.futures import ThreadPoolExecutor
-
-    import os
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for c in pool.map(thumbs, list(sel.groupby("image_path", sort=False))):
-            cards += c
-    order = {b: i for i, b in enumerate(AGE_BANDS)}
-    return sorted(cards, key=lambda c: (order[c["band"]], c["gender"], c["age"]))
 
 
 def summarize(out) -> dict[str, Any]:
@@ -147,6 +68,7 @@ def summarize(out) -> dict[str, Any]:
         "status_counts": {str(k): int(v) for k, v in counts.items()},
         "failed_files": int(len(bad)),
         "ignored_non_image_files": manifest.get("n_ignored_files"),
+        "skipped": manifest.get("skipped") or {},  # not rows: videos, other files, unreadable folders, links
         "faces_per_image": {str(k): int(v) for k, v in per_image.value_counts().sort_index().items()} if len(images) else {},
         "age": {g: stats(faces.loc[faces["gender"] == g, "age"]) for g in ("female", "male")} | {"all": stats(faces["age"])},
         "gender_counts": {str(k): int(v) for k, v in faces["gender"].value_counts().items() if v} if len(faces) else {},
@@ -227,6 +149,10 @@ def _plots(faces, images) -> dict[str, str]:
 
 
 def _html(rep: dict, plots: dict[str, str], gallery: list[dict] | None = None, previews: list[str] | None = None) -> str:
+    from urllib.parse import quote
+
+    from .skipped import skipped_html
+
     e = html.escape
     gallery, previews = gallery or [], previews or []
     gal = []
@@ -242,7 +168,8 @@ def _html(rep: dict, plots: dict[str, str], gallery: list[dict] | None = None, p
         f"<td>{r['no_faces']}</td><td>{'' if r['mean_age'] is None else r['mean_age']}</td></tr>" for r in rep.get("folders", []))
     nf = rep.get("no_face_photos", {"count": 0, "sample": []})
     nf_rows = "".join(f"<li>{e(str(p))}</li>" for p in nf["sample"])
-    prev = "".join(f'<a href="previews/{e(p)}"><img class="p" src="previews/{e(p)}" alt="{e(p)}"></a>' for p in previews)
+    prev = "".join(f'<a href="previews/{e(quote(p))}"><img class="p" src="previews/{e(quote(p))}" alt="{e(p)}"></a>'
+                   for p in previews)
     rows = "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in sorted(rep["status_counts"].items()))
     errs = "".join(
         f"<tr><td>{e(str(x['path']))}</td><td>{e(str(x['status']))}</td><td>{e(str(x['error']))}</td></tr>"
@@ -279,6 +206,7 @@ preview or photo; caption: estimated age, detection score.</p>{gal_html}
 <th onclick="sortBy(this)">failed</th><th onclick="sortBy(this)">no faces</th><th onclick="sortBy(this)">mean age</th></tr>{folder_rows}</table>
 <h2 id="previews">Previews</h2>{prev or "<p>None written (annotate --previews N).</p>"}
 <h2 id="no-faces">Photos where no face was found</h2><p>{nf["count"]} photos{" (first " + str(len(nf["sample"])) + " listed)" if nf["count"] > len(nf["sample"]) else ""}.</p><ul>{nf_rows}</ul>
+<h2 id="not-rows">Files under the inputs that are not rows</h2>{skipped_html(rep.get("skipped"))}
 <h2>Files that could not be processed</h2><table><tr><th>path</th><th>status</th><th>error</th></tr>{errs}</table>{more}
 </body></html>"""
 

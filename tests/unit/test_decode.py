@@ -80,11 +80,15 @@ def test_bad_files_get_statuses(tmp_path):
     assert status_of(tmp_path / "full.jpg") == D.OK
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_permission_denied_is_unreadable(tmp_path):
     p = tmp_path / "locked.jpg"
     Image.fromarray(rgb_pattern()).save(p)
     p.chmod(0)
+    if os.geteuid() == 0:  # decoding needs numpy/Pillow, which `nobody` cannot import from root's Python here
+        import warnings
+
+        warnings.warn("PERMISSION TEST SKIPPED: root reads files whatever their mode (test_discover walks as nobody)")
+        pytest.skip("root reads files whatever their mode")
     assert status_of(p) == D.UNREADABLE
 
 

@@ -76,3 +76,138 @@ def test_new_files_make_only_new_work(tmp_path):
     second = plan_shards([str(tmp_path)], shard_size=16, workers=4, done=done)  # another worker count too
     assert [os.path.basename(f.path) for s in second.shards for f in s.files] == ["000b.jpg"]
     assert second.n_files == 41
+
+
+# ---------------------------------------------------------------------------- one row per file, safe walk
+from faceproc.discover import discover  # noqa: E402
+
+
+def rel(disc, root):
+    return [os.path.relpath(f.path, root) for f in disc.files]
+
+
+def three_photos(root):
+    for n in ("1.jpg", "2.jpg", "3.jpg"):
+        touch(root / "photos" / n)
+    return root / "photos"
+
+
+def test_a_symlinked_folder_given_as_a_second_input_gives_one_row_per_file(tmp_path):
+    photos = three_photos(tmp_path)
+    os.symlink(photos, tmp_path / "alias")
+    for inputs in ([photos, tmp_path / "alias"], [tmp_path / "alias", photos]):  # whichever comes first
+        disc = discover([str(p) for p in inputs])
+        assert rel(disc, tmp_path) == ["photos/1.jpg", "photos/2.jpg", "photos/3.jpg"]  # the real path, once
+    assert disc.cycles  # the alias folder was reached and not walked again
+
+
+def test_symlinks_and_hard_links_inside_the_tree_give_one_row_under_the_real_path(tmp_path):
+    photos = three_photos(tmp_path)
+    os.symlink(photos, tmp_path / "a-link")  # sorts before "photos": walked after it all the same
+    os.symlink(photos / "1.jpg", tmp_path / "0-best.jpg")
+    os.link(photos / "2.jpg", tmp_path / "hard.jpg")
+    disc = discover([str(tmp_path)])
+    assert rel(disc, tmp_path) == ["hard.jpg", "photos/1.jpg", "photos/3.jpg"]
+    assert len(disc.duplicates) == 2 and disc.skipped()["duplicate_paths"]["count"] == 2
+    f = disc.files[1]
+    st = os.stat(f.path)  # the entry carries the walk's own stat
+    assert (f.size, f.mtime_ns, f.dev, f.ino) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
+
+def test_symlinks_leading_outside_the_inputs_are_counted_not_followed(tmp_path):
+    three_photos(tmp_path / "in")
+    touch(tmp_path / "elsewhere" / "private.jpg")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "in" / "photos" / "other")
+    os.symlink(tmp_path / "elsewhere" / "private.jpg", tmp_path / "in" / "p.jpg")
+    os.symlink("/etc", tmp_path / "in" / "etc")
+    disc = discover([str(tmp_path / "in")])
+    assert rel(disc, tmp_path / "in") == ["photos/1.jpg", "photos/2.jpg", "photos/3.jpg"]
+    assert sorted(os.path.basename(p) for p in disc.external) == ["etc", "other", "p.jpg"]
+    assert disc.skipped()["external_symlinks"]["count"] == 3
+    followed = discover([str(tmp_path / "in")], follow_external_symlinks=True)
+    # followed: the photo outside is a row, once (two links lead to it; the first in walk order is kept)
+    got = [p for p in rel(followed, tmp_path / "in") if not p.startswith("etc/")]  # /etc's own images, if any
+    assert got == ["p.jpg", "photos/1.jpg", "photos/2.jpg", "photos/3.jpg"]
+    assert not followed.external and [os.path.basename(p) for p, _ in followed.duplicates] == ["private.jpg"]
+    # a link to another input is inside the inputs: followed, and its files counted once
+    both = discover([str(tmp_path / "in"), str(tmp_path / "elsewhere")])
+    assert rel(both, tmp_path).count("elsewhere/private.jpg") == 1 and not [p for p in both.external if "other" in p]
+
+
+def test_eleven_hundred_nested_folders(tmp_path):
+    d = tmp_path
+    for _ in range(1100):  # os.makedirs itself recurses once per level
+        d = d / "d"
+        d.mkdir()
+    touch(d / "deep.jpg")
+    touch(tmp_path / "top.jpg")
+    try:
+        disc = discover([str(tmp_path)])
+        assert [os.path.basename(f.path) for f in disc.files] == ["top.jpg", "deep.jpg"]
+    finally:  # bottom up, without recursion (shutil.rmtree, as pytest's cleanup, recurses per level)
+        os.remove(d / "deep.jpg")
+        while d != tmp_path:
+            d.rmdir()
+            d = d.parent
+
+
+def test_other_files_are_counted_by_extension_videos_named(tmp_path):
+    three_photos(tmp_path)
+    for n in ("a.MOV", "b.mov", "c.mp4", "notes.txt", "README", "x.heic", "y.CR2", "z.avif"):
+        touch(tmp_path / "mixed" / n)
+    disc = discover([str(tmp_path)])
+    assert {os.path.basename(f.path) for f in disc.files} >= {"x.heic", "y.CR2", "z.avif"}
+    sk = disc.skipped()
+    assert sk["videos"] == {".mov": 2, ".mp4": 1} and sk["other_files"] == {"(no extension)": 1, ".txt": 1}
+    assert disc.n_ignored == 5
+
+
+# Run by a user who cannot read this Python's site-packages: discovery needs only the standard library.
+WALK_AS_NOBODY = """
+import json, sys
+from faceproc.discover import discover
+d = discover([sys.argv[1]])
+print(json.dumps({"files": [f.path for f in d.files], "unreadable": d.unreadable}))
+"""
+
+
+def test_an_unreadable_folder_is_counted_with_the_reason(tmp_path_factory):
+    """The suite runs as root, who reads every folder: the walk runs as `nobody` (setpriv) in a child."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import warnings
+
+    import pytest
+
+    root = tempfile.mkdtemp(prefix="faceproc-perm-")
+    try:
+        os.chmod(root, 0o755)
+        for n in ("open/1.jpg", "locked/2.jpg", "locked/sub/3.jpg"):
+            touch(tmp := __import__("pathlib").Path(root) / n)
+            tmp.chmod(0o644)
+        for d in ("open",):
+            os.chmod(os.path.join(root, d), 0o755)
+        os.chmod(os.path.join(root, "locked"), 0o000)
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if os.geteuid() == 0:
+            if not shutil.which("setpriv"):
+                warnings.warn("PERMISSION TEST SKIPPED: running as root and no setpriv to drop to nobody")
+                pytest.skip("root without setpriv: cannot walk as a normal user")
+            cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", WALK_AS_NOBODY, root]
+        else:
+            cmd = [sys.executable, "-c", WALK_AS_NOBODY, root]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": repo})
+        if r.returncode != 0 and os.geteuid() == 0 and "faceproc" not in r.stderr:
+            warnings.warn(f"PERMISSION TEST SKIPPED: cannot run python as nobody: {r.stderr[-300:]}")
+            pytest.skip(f"cannot run python as nobody: {r.stderr[-200:]}")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert [os.path.relpath(p, root) for p in out["files"]] == ["open/1.jpg"]
+        assert [(os.path.relpath(p, root), why) for p, why in out["unreadable"]] == [
+            ("locked", "PermissionError: Permission denied")]
+    finally:
+        os.chmod(os.path.join(root, "locked"), 0o755)
+        shutil.rmtree(root, ignore_errors=True)
