@@ -19,7 +19,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .storage import is_uri, list_files
+from .objectstore import list_files
+from .storage import is_uri
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
