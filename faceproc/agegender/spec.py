@@ -19,7 +19,6 @@ from typing import Any
 from ..config import ModelConfig
 from ..crop import DEFAULT_POLICY, LEGACY_POLICY, CropPolicy, CropPolicyError, parse_policy
 from ..modelfile import ModelFile
-from ..storage import file_sha256
 from .architecture import DEFAULT_VARIANT, INPUT_SIZE, NORMALISATION, NORMALISATIONS, REGISTRY, VARIANTS
 
 log = logging.getLogger(__name__)
