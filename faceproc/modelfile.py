@@ -33,8 +33,11 @@ class ModelFile:
     def name(self) -> str:
         return os.path.basename(self.path)
 
-    def with_bytes(self) -> "ModelFile":
-        """The same file with its bytes aboard (read now, checked against the checksum taken at resolve)."""
+    def with_bytes(self, aboard: bool = True) -> "ModelFile":
+        """The same file with its bytes aboard (read now, checked against the checksum taken at resolve), or
+        without them (a worker that has loaded its models)."""
+        if not aboard:
+            return replace(self, data=None)
         if self.data is not None:
             return self
         data = Path(self.path).read_bytes()

@@ -47,9 +47,9 @@ class Annotator:
     """Holds the detector and the age/gender model; loaded once per worker."""
 
     def __init__(self, plan: RunPlan):
-        self.plan = plan
         self.detector = plan.models.detector(plan.detector)
         self.predictor = plan.models.predictor(plan.model)
+        self.plan = plan.without_bytes()
         self.policy = plan.model.policy  # crops are cut the way the model's card says
 
     def warm_up(self) -> None:

@@ -76,3 +76,7 @@ class RunPlan:
         if portable:
             det, model = det.with_bytes(), model.with_bytes()
         return replace(self, detector=det, model=model)
+
+    def without_bytes(self) -> "RunPlan":
+        """What a worker keeps once its models are loaded (the bytes would cost its memory for nothing)."""
+        return replace(self, detector=self.detector.with_bytes(False), model=self.model.with_bytes(False))

@@ -155,7 +155,7 @@ class ModelSpec:
     def with_threads(self, threads: int) -> "ModelSpec":
         return replace(self, settings=replace(self.settings, threads=self.settings.threads or threads))
 
-    def with_bytes(self) -> "ModelSpec":
-        """The spec with its files' bytes aboard: workers on other nodes load from them."""
-        return replace(self, keras=self.keras and self.keras.with_bytes(),
-                       ir=self.ir and (self.ir[0].with_bytes(), self.ir[1].with_bytes()))
+    def with_bytes(self, aboard: bool = True) -> "ModelSpec":
+        """The spec with its files' bytes aboard (workers on other nodes load from them), or without them."""
+        return replace(self, keras=self.keras and self.keras.with_bytes(aboard),
+                       ir=self.ir and (self.ir[0].with_bytes(aboard), self.ir[1].with_bytes(aboard)))

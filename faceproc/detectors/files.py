@@ -60,8 +60,8 @@ class DetectorSpec:
     def with_threads(self, threads: int) -> "DetectorSpec":
         return replace(self, settings=replace(self.settings, threads=self.settings.threads or threads))
 
-    def with_bytes(self) -> "DetectorSpec":
-        return replace(self, file=self.file and self.file.with_bytes())
+    def with_bytes(self, aboard: bool = True) -> "DetectorSpec":
+        return replace(self, file=self.file and self.file.with_bytes(aboard))
 
 
 class DetectorUnavailable(RuntimeError):

@@ -147,6 +147,18 @@ def test_workers_get_their_thread_share_without_losing_explicit_counts(fakes):
 
 
 @requires_shared
+def test_a_worker_keeps_no_model_bytes_once_loaded(fakes):
+    from faceproc.pipeline import Annotator
+
+    cfg = Config()
+    cfg.model.random_init = True
+    plan = RunPlan.resolve(cfg).for_workers(1, portable=True)
+    assert plan.detector.file.data and plan.detector.file.data[:4] == DET.read_bytes()[:4]
+    annotator = Annotator(replace(plan, models=fakes))
+    assert annotator.plan.detector.file.data is None and annotator.plan.fingerprint == plan.fingerprint
+
+
+@requires_shared
 def test_a_worker_loads_the_detector_from_the_plans_bytes_when_the_file_is_gone(tmp_path):
     import gc
 
