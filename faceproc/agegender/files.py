@@ -99,7 +99,7 @@ def export_openvino(spec: ModelSpec) -> Path:
     import openvino as ov
 
     from .architecture import NORMALISATIONS
-    from .runtime import import_backend_quietly
+    from .backend import import_backend_quietly
 
     path = Path(spec.keras.path)
     keras = import_backend_quietly()

@@ -7,15 +7,12 @@ and retracing; under other backends `predict_on_batch` is used. Both give the pl
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from ..modelfile import local_paths
 from .architecture import NORMALISATIONS
+from .backend import import_backend_quietly, set_threads
 from .spec import ModelSpec
-
-log = logging.getLogger(__name__)
 
 
 def _gpu_visible() -> bool:
@@ -50,51 +47,6 @@ def _openvino_call(xml: str, threads: int = 0):
         return {"age": np.asarray(res[names["age"]]), "gender": np.asarray(res[names["gender"]])}
 
     return call
-
-
-def import_backend_quietly():
-    """Import Keras (and its backend) with native stderr captured: TensorFlow's C++ start-up lines (absl,
-    cuInit, oneDNN) ignore TF_CPP_MIN_LOG_LEVEL and would land on the user's terminal from every worker.
-    They go to the debug log instead; Python errors still raise as usual."""
-    import os
-    import sys
-    import tempfile
-
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            import keras
-
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                tf.config.list_physical_devices("GPU")  # the CUDA probe prints its lines here, not later
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        for line in tmp.read().decode("utf-8", "replace").splitlines():
-            if line.strip():
-                log.debug("backend start-up: %s", line)
-    return keras
-
-
-def set_threads(n: int) -> None:
-    """Cap TensorFlow's thread pools so several workers on one machine do not fight over the cores."""
-    if not n:
-        return
-    try:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(int(n))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except (ImportError, RuntimeError) as e:  # RuntimeError: TF already initialised
-        log.debug("could not set TF threads: %s", e)
 
 
 class AgeGenderPredictor:

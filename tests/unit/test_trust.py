@@ -343,7 +343,7 @@ def test_backend_start_up_chatter_stays_off_the_terminal():
     import subprocess
     import sys
 
-    code = "from faceproc.agegender.runtime import import_backend_quietly; k = import_backend_quietly(); print(k.__name__)"
+    code = "from faceproc.agegender.backend import import_backend_quietly; k = import_backend_quietly(); print(k.__name__)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "keras", r.stderr
     assert "absl" not in r.stderr and "cuda" not in r.stderr.lower() and "oneDNN" not in r.stderr, r.stderr
