@@ -139,7 +139,8 @@ class PeakRSS:
 
 
 def model_config():
-    from faceproc.config import ModelConfig, resolve_weights_dir
+    from faceproc.agegender.spec import resolve_weights_dir
+    from faceproc.config import ModelConfig
 
     cfg = ModelConfig()
     if not (resolve_weights_dir(cfg) / "unfrozen.keras").exists():
@@ -153,16 +154,17 @@ def run_naive(files: list[str]) -> dict:
     import cv2
     from insightface.app import FaceAnalysis
 
+    from faceproc.agegender.architecture import preprocess
+    from faceproc.agegender.runtime import AgeGenderPredictor
+    from faceproc.agegender.spec import ModelSpec
     from faceproc.crop import crop_face
-    from faceproc.model import preprocess
-    from faceproc.predict import AgeGenderPredictor
 
     app = FaceAnalysis(name="buffalo_m", root=os.environ["FACEPROC_INSIGHTFACE_ROOT"], allowed_modules=["detection"],
                        providers=["CPUExecutionProvider"])
     app.prepare(ctx_id=-1)  # insightface 2.1 default: passes at 128 and 640
     cfg = model_config()
     cfg.runtime = "keras"  # the naive loop is a Keras model called with predict() per face
-    predictor = AgeGenderPredictor(cfg)
+    predictor = AgeGenderPredictor(ModelSpec.resolve(cfg))
     model, policy = predictor.model, predictor.policy  # crops cut the way the model's card says
     t0 = time.perf_counter()
     n_faces = 0
@@ -182,8 +184,10 @@ def run_stages(files: list[str], batch_sizes=(16, 32, 64, 128)) -> dict:
     from faceproc.config import Config
     from faceproc.crop import crop_faces
     from faceproc.decode import DecodeFailure, decode_file
-    from faceproc.detect import FaceDetector
-    from faceproc.predict import AgeGenderPredictor
+    from faceproc.agegender.runtime import AgeGenderPredictor
+    from faceproc.agegender.spec import ModelSpec
+    from faceproc.detectors.files import DetectorSpec
+    from faceproc.detectors.registry import make_detector
 
     cfg = Config()
     # Each pipeline worker runs its stages on one core (one onnxruntime / TensorFlow thread); measure the
@@ -198,11 +202,11 @@ def run_stages(files: list[str], batch_sizes=(16, 32, 64, 128)) -> dict:
         except DecodeFailure:
             pass
     t_decode = time.perf_counter() - t
-    det = FaceDetector(cfg.detector)
+    det = make_detector(DetectorSpec.resolve(cfg.detector))
     t = time.perf_counter()
     dets = [det.detect(d.rgb, scale=d.scale) for d in decoded]
     t_detect = time.perf_counter() - t
-    policy = AgeGenderPredictor(model_config()).policy  # the card's policy; loading is not the crop stage's time
+    policy = ModelSpec.resolve(model_config()).policy  # the card's policy
     t = time.perf_counter()
     crops = [crop_faces(im.rgb, d.boxes, d.kps, policy=policy) for im, d in zip(decoded, dets)]
     t_crop = time.perf_counter() - t
@@ -213,7 +217,7 @@ def run_stages(files: list[str], batch_sizes=(16, 32, 64, 128)) -> dict:
         mc = model_config()
         mc.batch_size = bs
         mc.threads = 1
-        pred = AgeGenderPredictor(mc)
+        pred = AgeGenderPredictor(ModelSpec.resolve(mc))
         pred.predict(crops[:bs])  # trace
         t = time.perf_counter()
         pred.predict(crops)
@@ -289,11 +293,12 @@ def run_detect_slice(files: list[str]) -> dict:
     """Single-threaded decode + detect over files (for the parallel-scaling measurement)."""
     from faceproc.config import Config
     from faceproc.decode import decode_file
-    from faceproc.detect import FaceDetector
+    from faceproc.detectors.files import DetectorSpec
+    from faceproc.detectors.registry import make_detector
 
     cfg = Config()
     cfg.detector.threads = 1
-    det = FaceDetector(cfg.detector)
+    det = make_detector(DetectorSpec.resolve(cfg.detector))
     t = time.perf_counter()
     for f in files:
         dec = decode_file(f, cfg.decode)

@@ -32,8 +32,18 @@ sys.path.insert(0, _CODE or str(Path(__file__).resolve().parents[1]))
 
 from faceproc.config import DetectorConfig, ScrfdConfig  # noqa: E402,F401
 from faceproc.decode import decode_file  # noqa: E402
-from faceproc.detect import make_detector  # noqa: E402
-from faceproc.photo_eval import build_photos, match, validation_faces  # noqa: E402
+from faceproc.photo_eval import match  # noqa: E402
+
+try:
+    from faceproc.detectors.files import DetectorSpec  # noqa: E402
+    from faceproc.detectors.registry import make_detector as _make  # noqa: E402
+    from faceproc.photo_set import build_photos, validation_faces  # noqa: E402
+
+    def make_detector(cfg):
+        return _make(DetectorSpec.resolve(cfg))
+except ImportError:  # --code: a checkout from before faceproc/detectors/ (issue 20)
+    from faceproc.detect import make_detector  # noqa: E402
+    from faceproc.photo_eval import build_photos, validation_faces  # noqa: E402
 from faceproc.synth import box_inside, mosaic  # noqa: E402
 
 OPTIONS = {} if _CODE else {

@@ -90,18 +90,14 @@ def halves_evaluation(predict_raw, keys, crops, age, gender, seed: int = 42) -> 
 def evaluate_model_halves(model_path: str, cache: str, manifest: str, seed: int = 42, flip: bool = True) -> dict[str, Any]:
     """The validation crops of a crop cache, under the model's own crop policy, through the predictor annotate
     runs (mirror averaging on), with any calibration in its card switched off for the fit."""
-    from .crop import policy_from_card
     from .data.cache import load_crops
     from .evaluate import predictor_for
-    from .model import read_card
 
     assignment, _ = read_manifest(manifest)
     val_keys = {k for k, v in assignment.items() if v == "val"}
-    policy = policy_from_card(read_card(model_path), model_path)
+    pred = predictor_for(model_path, flip, calibrated=False)  # the maps are fitted on raw predictions
+    policy = pred.policy
     data = load_crops(cache, policy, keys=val_keys)
-    pred = predictor_for(model_path, flip)
-    if hasattr(pred, "calibration"):
-        pred.calibration = None  # fit on raw predictions
     res = halves_evaluation(pred.predict, data["key"], data["crops"], data["age"], data["gender"], seed)
     res["model"] = str(Path(model_path))
     res["crop_policy"] = policy.name

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .config import Config
-from .model import VARIANTS
+from .agegender.architecture import VARIANTS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -87,7 +87,7 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
     FACEPROC_WEIGHTS_DIR (age/gender weights; default: shipped in the package). Exit status: 0 done,
     1 error or refusal, 2 some shards unfinished (rerun), 64 bad command line, 130 interrupted.
     """
-    from .detect import DetectorUnavailable
+    from .detectors.files import DetectorUnavailable
     from .engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,
                          annotate as run)
 
@@ -146,12 +146,12 @@ def _print_summary(rep: dict) -> None:
 def export_openvino_cmd(models) -> None:
     """Write each MODEL's OpenVINO copy beside it (MODEL.openvino.xml/.bin/.json): annotate workers then load
     it without TensorFlow (model.runtime auto). MODEL: frozen, unfrozen or a .keras path."""
+    from .agegender.files import export_openvino
+    from .agegender.spec import ModelSpec
     from .config import ModelConfig
-    from .predict import export_openvino, resolve_model_path
 
     for m in models:
-        path = resolve_model_path(ModelConfig(variant=m))
-        xml = export_openvino(path)
+        xml = export_openvino(ModelSpec.resolve(ModelConfig(variant=m, runtime="keras")))
         click.echo(f"{xml} ({xml.with_suffix('.bin').stat().st_size / 1e6:.1f} MB)")
 
 
@@ -235,7 +235,7 @@ def train(variant, data, ffhq_labels, ffhq_images, output, config, cache, epochs
 def pack_cache(cache, dest, quality, policy, fill) -> None:
     """Re-encode a crop cache as WebP with its split manifests: a training set for a machine without the images."""
     from .crop import parse_policy
-    from .data.cache import pack_cache as run
+    from .data.recut import pack_cache as run
 
     info = run(cache, dest, quality, policy=parse_policy(policy) if policy else None,
                fill=None if fill == "none" else fill)
@@ -304,7 +304,9 @@ def evaluate_photos(models, data, work, n_photos, seed, engine, config, no_crops
               help="JSON written by `faceproc evaluate-photos` to embed in the card (its entry for this model).")
 def ship(model, variant, dest, evaluation, photo_evaluation) -> None:
     """Copy a trained model and its card into the weights folder `annotate --model VARIANT` loads."""
-    from .model import publish, read_card
+    from .agegender.files import publish
+    from .agegender.spec import ModelSpec
+    from .config import ModelConfig
 
     extra = {}
     if evaluation:
@@ -315,7 +317,7 @@ def ship(model, variant, dest, evaluation, photo_evaluation) -> None:
         extra["evaluation"] = {k: v for k, v in mine[0].items() if k != "path"} | {"source": Path(evaluation).name}
     if photo_evaluation:
         res = json.loads(Path(photo_evaluation).read_text())
-        version = read_card(model).get("version")
+        version = ModelSpec.resolve(ModelConfig(variant=model, runtime="keras")).version
         mine = [r for m, r in res["models"].items() if r.get("version") == version
                 or Path(m).resolve() == Path(model).resolve()]
         if not mine:

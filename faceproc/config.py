@@ -1,8 +1,8 @@
-"""Configuration: dataclass defaults, YAML overrides, environment overrides for model locations.
+"""Configuration: the settings with their defaults and why, YAML overrides, and which settings change rows.
 
-Resolution order for every model location: explicit value (CLI flag or YAML key) -> environment
-variable -> the normal online default (InsightFace downloads its pack into ~/.insightface, Keras
-downloads ImageNet weights, the trained age/gender weights ship inside the package).
+Model locations are resolved where the models are (faceproc/detectors/files.py, faceproc/agegender/spec.py):
+explicit value (CLI flag or YAML key) -> environment variable -> the normal online default (InsightFace
+downloads its pack into ~/.insightface, the trained age/gender weights ship inside the package).
 """
 
 from __future__ import annotations
@@ -10,17 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-# Environment variables that point the code at offline model folders (tests set them to ../shared).
-ENV_INSIGHTFACE_ROOT = "FACEPROC_INSIGHTFACE_ROOT"
-ENV_DETECTOR_PACK = "FACEPROC_DETECTOR_PACK"
-ENV_DETECTOR_FILE = "FACEPROC_DETECTOR_FILE"
+from .configcheck import ConfigError, broken_rules, build, walk
+
 ENV_BACKBONE_WEIGHTS = "FACEPROC_BACKBONE_WEIGHTS"
-ENV_WEIGHTS_DIR = "FACEPROC_WEIGHTS_DIR"
 
 
 # Marks a setting that does not change any output row (threads, batch sizes, worker counts, where files
@@ -79,7 +75,7 @@ class YunetConfig:
 class DetectorConfig:
     """Settings every detector kind shares; each kind's own settings sit under its name."""
 
-    kind: str = "scrfd"  # faceproc.detect.DETECTORS: scrfd | yunet
+    kind: str = "scrfd"  # faceproc.detectors.registry.DETECTORS: scrfd | yunet
     threshold: float = 0.5
     nms_threshold: float = 0.4
     min_face: float = 8.0  # drop boxes smaller than this (original pixels, shorter side)
@@ -150,7 +146,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Config":
-        return _build(cls, data or {}, "")
+        return build(cls, data or {}, _RULES, _REPLACED).validate()
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, overrides: dict | None = None) -> "Config":
@@ -185,15 +181,7 @@ class Config:
         return self
 
 
-class ConfigError(ValueError):
-    """Every problem of a config at once, one per line."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
-
-
-# Detector kind -> its settings section under DetectorConfig (one entry per kind, as in detect.DETECTORS).
+# Detector kind -> its settings section under DetectorConfig (one entry per kind, as in detectors.registry).
 _DETECTOR_KINDS = {"scrfd": ScrfdConfig, "yunet": YunetConfig}
 
 # Value checks beyond the types (the types themselves are checked by pydantic from the annotations).
@@ -202,7 +190,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "decode.max_side": (lambda v: v >= 64, "must be >= 64"),
     "decode.min_side": (lambda v: v >= 1, "must be >= 1"),
     "detector.kind": (lambda v: v in _DETECTOR_KINDS, f"must be one of {', '.join(_DETECTOR_KINDS)} "
-                      f"(faceproc.detect.DETECTORS)"),
+                      f"(faceproc.detectors.registry.DETECTORS)"),
     "detector.scrfd.sizes": (lambda v: all(32 <= x <= 4096 for x in v), "must be a list of sizes 32..4096"),
     "detector.scrfd.main_size": (lambda v: 64 <= v <= 4096, "must be 64..4096"),
     "detector.scrfd.smallest_face": (lambda v: v >= 0, "must be >= 0 (0 = the main pass at main_size only)"),
@@ -231,21 +219,11 @@ _RULES: dict[str, tuple[Any, str]] = {
 }
 
 
-def _walk(obj, where: str):
-    """(dotted key, field, value) of every leaf setting, through nested sections."""
-    for f in dataclasses.fields(obj):
-        value, key = getattr(obj, f.name), f"{where}.{f.name}" if where else f.name
-        if dataclasses.is_dataclass(value):
-            yield from _walk(value, key)
-        else:
-            yield key, f, value
-
-
 def row_settings(cfg: "Config") -> dict[str, dict[str, Any]]:
     """The settings that change rows (fields not marked SAME_ROWS), by section, nested keys dotted."""
     out: dict[str, dict[str, Any]] = {}
     inactive = tuple(f"detector.{k}." for k in _DETECTOR_KINDS if k != cfg.detector.kind)
-    for key, f, value in _walk(cfg, ""):
+    for key, f, value in walk(cfg):
         if f.metadata.get("rows", True) and not key.startswith(inactive):
             section, rest = key.split(".", 1)
             out.setdefault(section, {})[rest] = value
@@ -253,11 +231,7 @@ def row_settings(cfg: "Config") -> dict[str, dict[str, Any]]:
 
 
 def _validate(cfg: "Config") -> list[str]:
-    problems = []
-    for key, _, value in _walk(cfg, ""):
-        rule = _RULES.get(key)
-        if rule and not rule[0](value):
-            problems.append(f"{key} = {value!r}: {rule[1]}")
+    problems = broken_rules(cfg, _RULES)
     if cfg.model.min_age >= cfg.model.max_age:
         problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
     sc = cfg.detector.scrfd
@@ -272,102 +246,12 @@ def _validate(cfg: "Config") -> list[str]:
     return problems
 
 
-def _typed(cls, data: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
-    """Check and coerce values to the dataclass's annotated types (pydantic, lax: "64" -> 64, 640 -> error
-    for a list)."""
-    from pydantic import TypeAdapter, ValidationError
-
-    hints = {f.name: f.type for f in dataclasses.fields(cls)}
-    out, problems = {}, []
-    import typing
-
-    resolved = typing.get_type_hints(cls)
-    for name, value in data.items():
-        try:
-            out[name] = TypeAdapter(resolved[name]).validate_python(value)
-        except ValidationError as e:
-            msg = e.errors()[0]["msg"]
-            problems.append(f"{where}.{name} = {value!r}: {msg} (expected {hints[name]})")
-    return out, problems
-
-
-def _build(cls, data: dict[str, Any], where: str):
-    if not isinstance(data, dict):
-        raise ConfigError([f"config section {where or '<root>'} must be a mapping, got {type(data).__name__}"])
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    problems = [f"unknown key {(where + '.') if where else ''}{k} (known: {', '.join(sorted(known))}){_moved(cls, k)}"
-                for k in sorted(set(data) - set(known), key=str)]
-    kwargs = {}
-    for name, value in data.items():
-        if name not in known:
-            continue
-        sub = _SECTIONS.get(name) if cls is Config else _subsection(known[name])
-        if sub:
-            try:
-                kwargs[name] = _build(sub, value or {}, f"{where}.{name}" if where else name)
-            except ConfigError as e:
-                problems += e.problems
-        else:
-            kwargs[name] = value
-    if cls is not Config:
-        kwargs, type_problems = _typed(cls, kwargs, where)
-        problems += type_problems
-        for name, value in kwargs.items():  # value rules on what passed the type check: all problems at once
-            rule = _RULES.get(f"{where}.{name}")
-            if rule and not rule[0](value):
-                problems.append(f"{where}.{name} = {value!r}: {rule[1]}")
-    if problems:
-        raise ConfigError(problems)
-    obj = cls(**kwargs)
-    if cls is Config:
-        obj.validate()
-    return obj
-
-
-
 # Settings that were replaced: the unknown-key error says by what.
 _REPLACED = {
-    (ScrfdConfig, "full_res"): "the big-photo pass is now sized by detector.scrfd.smallest_face (0 = never) and max_size",
-    (ScrfdConfig, "full_res_above"): "the big-photo pass is now sized by detector.scrfd.smallest_face",
-    (ScrfdConfig, "full_res_max"): "it is now detector.scrfd.max_size",
+    ("ScrfdConfig", "full_res"): "the big-photo pass is now sized by detector.scrfd.smallest_face (0 = never) and max_size",
+    ("ScrfdConfig", "full_res_above"): "the big-photo pass is now sized by detector.scrfd.smallest_face",
+    ("ScrfdConfig", "full_res_max"): "it is now detector.scrfd.max_size",
 }
-
-
-def _moved(cls, key) -> str:
-    """Detector settings moved under their kind (detector.sizes -> detector.scrfd.sizes): say where."""
-    if (cls, key) in _REPLACED:
-        return f"; {_REPLACED[(cls, key)]}"
-    if cls is not DetectorConfig:
-        return ""
-    homes = [k for k, section in _DETECTOR_KINDS.items() if key in {f.name for f in dataclasses.fields(section)}]
-    return f"; it now sits under its detector kind: {', '.join(f'detector.{k}.{key}' for k in homes)}" if homes else ""
-
-
-def _subsection(f: dataclasses.Field):
-    """The dataclass of a nested section field (detector.scrfd ...), else None."""
-    t = f.type if isinstance(f.type, type) else globals().get(str(f.type))
-    return t if dataclasses.is_dataclass(t) else None
-
-
-_SECTIONS = {"decode": DecodeConfig, "detector": DetectorConfig, "model": ModelConfig, "run": RunConfig}
-
-
-def resolve_insightface_root(cfg: DetectorConfig) -> str:
-    return cfg.scrfd.root or os.environ.get(ENV_INSIGHTFACE_ROOT) or "~/.insightface"
-
-
-def resolve_detector_pack(cfg: DetectorConfig) -> str:
-    return cfg.scrfd.pack or os.environ.get(ENV_DETECTOR_PACK) or "buffalo_m"
-
-
-def resolve_detector_file(cfg: DetectorConfig) -> str | None:
-    """The chosen kind's explicit model file (its model_file, else $FACEPROC_DETECTOR_FILE)."""
-    return cfg.active.model_file or os.environ.get(ENV_DETECTOR_FILE) or None
-
-
-def resolve_weights_dir(cfg: ModelConfig) -> Path:
-    d = cfg.weights_dir or os.environ.get(ENV_WEIGHTS_DIR)
-    return Path(d).expanduser() if d else Path(__file__).parent / "weights"
 
 
 def resolve_backbone_weights(value: str | None = None) -> str | None:

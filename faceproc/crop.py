@@ -153,27 +153,3 @@ def crop_face_filled(image: np.ndarray, kps, fill: np.ndarray, policy: CropPolic
     out = np.ascontiguousarray(fill[: policy.size, : policy.size]).copy()
     cv2.warpAffine(image, m, (policy.size, policy.size), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
     return out
-
-
-def policy_from_card(card: dict, model_path="model") -> CropPolicy:
-    """The crop policy, input size and normalisation a model card promises, checked against what this
-    code can do. A card without a policy is a model from before cards named one: the legacy policy."""
-    from .model import INPUT_SIZE, NORMALISATION
-
-    if not card:
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "%s has no model card beside it: assuming crop policy %s", model_path, LEGACY_POLICY.name)
-        return LEGACY_POLICY
-    policy = parse_policy(card["crop_policy"]) if card.get("crop_policy") else LEGACY_POLICY
-    size = card.get("input_size")
-    if size is not None and list(size) != [policy.size, policy.size, 3]:
-        raise CropPolicyError(f"{model_path}: card input_size {size} does not match its crop policy {policy.name}")
-    if policy.size != INPUT_SIZE:
-        raise CropPolicyError(f"{model_path}: crop policy {policy.name} cuts {policy.size} px crops; "
-                              f"faceproc models take {INPUT_SIZE} px")
-    norm = card.get("normalisation")
-    if norm is not None and norm != NORMALISATION:
-        raise CropPolicyError(f"{model_path}: card normalisation {norm!r} is not one this code applies ({NORMALISATION!r})")
-    return policy

@@ -20,7 +20,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .storage import is_uri, list_files
+from .objectstore import list_files
+from .storage import is_uri
 
 from .formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 (re-exported)
 from .walk import FileEntry, extension, is_image_name, walk_local

@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 from .config import Config
 from .discover import Discovery, Shard, check_inputs, cut_shards, discover
+from .plan import ModelFactory, RunPlan
 from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401
                        OutputNotWritable, RunConfigMismatch, _diff, _is_disk_full, _remove_uncommitted, acquire_lock,
-                       check_output, commit_shard, committed_shards, describe_model, remove_shard, result_fingerprint,
-                       shard_marker)
+                       check_output, commit_shard, committed_shards, remove_shard, shard_marker)
 from .storage import Store
 
 log = logging.getLogger("faceproc")
@@ -82,19 +82,6 @@ class _stop_on_signals:
         return False
 
 
-# ------------------------------------------------------------------------------ models, before any work
-
-def preflight(cfg: Config) -> None:
-    """Resolve and check the detector and the age/gender model in the driver: a missing or refused model is
-    one clear error before any output exists, not a traceback per Ray actor."""
-    from .detect import ensure_detector_file
-    from .predict import check_model_file
-
-    if not cfg.model.random_init:
-        check_model_file(cfg.model)
-    cfg.detector.active.model_file = ensure_detector_file(cfg.detector)
-
-
 # ------------------------------------------------------------------------------ one shard
 
 def process_shard(annotator, shard: Shard, out: str | os.PathLike | Store, run_id: str) -> dict[str, Any]:
@@ -105,32 +92,10 @@ def process_shard(annotator, shard: Shard, out: str | os.PathLike | Store, run_i
 
 # ------------------------------------------------------------------------------ executors
 
-def _worker_config(cfg: Config, cpus: float) -> Config:
-    """The config workers get: model locations resolved here, so workers need no environment of their own."""
-    from .config import resolve_detector_file, resolve_detector_pack, resolve_insightface_root
-
-    def absolute(p):  # a worker's working directory is not the driver's
-        return None if p is None else os.path.abspath(os.path.expanduser(p))
-
-    c = Config.from_dict(cfg.to_dict())
-    c.detector.scrfd.root = absolute(resolve_insightface_root(c.detector))
-    c.detector.scrfd.pack = resolve_detector_pack(c.detector)
-    c.detector.active.model_file = absolute(resolve_detector_file(c.detector))
-    c.model.weights_dir = absolute(c.model.weights_dir or os.environ.get("FACEPROC_WEIGHTS_DIR"))
-    from .model import VARIANTS
-
-    if c.model.variant not in VARIANTS:
-        c.model.variant = absolute(c.model.variant)
-    threads = max(1, int(cpus))
-    c.detector.threads = c.detector.threads or threads
-    c.model.threads = c.model.threads or threads
-    return c
-
-
-def _run_local(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable) -> list[dict]:
+def _run_local(plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable) -> list[dict]:
     from .pipeline import Annotator
 
-    annotator = Annotator(cfg)
+    annotator = Annotator(plan)
     failed = []
     for shard in shards:
         try:
@@ -252,7 +217,7 @@ def _log_gpu_fallback(gpu_ids) -> None:
 def _make_worker_class(ray):
     @ray.remote
     class ShardWorker:
-        def __init__(self, cfg_dict: dict, out: str, run_id: str):
+        def __init__(self, plan: RunPlan, out: str, run_id: str):
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             from .pipeline import Annotator
 
@@ -262,7 +227,7 @@ def _make_worker_class(ray):
             gpus = ray.get_gpu_ids()
             if gpus:
                 _log_gpu_fallback(gpus)
-            self.annotator = Annotator(Config.from_dict(cfg_dict))
+            self.annotator = Annotator(plan)
             self.annotator.warm_up()
 
         def pid(self) -> int:
@@ -283,7 +248,7 @@ def _ray_workers(cfg: Config) -> int:
     return cfg.run.workers or max(1, int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
 
 
-def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable) -> list[dict]:
+def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable, plan: RunPlan) -> list[dict]:
     ray = _init_ray(cfg)
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
@@ -292,7 +257,7 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
     gpu_each = cfg.run.gpus_per_worker
     if gpu_each is None:
         gpu_each = min(1.0, gpus / n_workers) if gpus else 0.0
-    wcfg = _worker_config(cfg, per)
+    wplan = ray.put(plan.for_workers(per, portable=True))  # once in the object store, the models' bytes aboard
     Worker = _make_worker_class(ray)
     # Retries are the loop's, not Ray's (max_task_retries=0): a shard whose actor died goes back to the queue
     # and to another live actor at once, instead of waiting for its own actor to come back, which never
@@ -300,7 +265,7 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
     # (max_restarts=-1) wherever there is room and get work again when they answer a ping.
     workers = [
         Worker.options(num_cpus=per, num_gpus=gpu_each, max_restarts=-1,
-                       max_task_retries=0).remote(wcfg.to_dict(), str(out), run_id)
+                       max_task_retries=0).remote(wplan, str(out), run_id)
         for _ in range(n_workers)
     ]
     log.info("ray: %d workers x %.2g CPU, %.2g GPU each (cluster: %g CPU, %g GPU), %d shards",
@@ -379,15 +344,17 @@ def annotate(
     force: bool = False,
     limit: int | None = None,
     progress: bool | None = None,
+    models: ModelFactory | None = None,
+    plan: RunPlan | None = None,
 ) -> dict[str, Any]:
-    """Annotate every image under `inputs` into `out`; resumable; returns the run summary."""
-    cfg = cfg or Config()
+    """Annotate every image under `inputs` into `out`; resumable; returns the run summary. `models`: how the
+    plan's specs become models (tests: stand-ins); `plan`: one resolved already (then `cfg` is its config)."""
+    cfg = plan.config if plan else cfg or Config()
     out = Store(out)  # a local folder or an object-store prefix (s3://bucket/runs/r1)
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
     disc = discover(inputs, exclude=[str(out)],  # raises on a missing input, before any work
                     follow_external_symlinks=cfg.run.follow_external_symlinks)
-    cfg = Config.from_dict(cfg.to_dict())  # preflight fills in resolved paths: the caller's config stays as given
-    preflight(cfg)  # every model found (or fetched once) before anything is written
+    plan = plan or RunPlan.resolve(cfg, models)  # every model found (or fetched once) before anything is written
     check_output(out)
     release_lock = acquire_lock(out)
     # The whole story of every run: OUT/faceproc.log (for an object store, kept locally, uploaded at the end).
@@ -403,7 +370,7 @@ def annotate(
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     try:
-        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc)
+        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan)
     except OSError as e:
         if _is_disk_full(e):
             _remove_uncommitted(out)
@@ -424,11 +391,11 @@ def annotate(
         release_lock()
 
 
-def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, limit, progress, disc) -> dict[str, Any]:
+def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, limit, progress, disc,
+                     plan: RunPlan) -> dict[str, Any]:
     if limit:
         disc = _limit(disc, limit)
-    model_label = describe_model(cfg)
-    fp = result_fingerprint(cfg, model_label)
+    model_label, fp = plan.model.label, plan.fingerprint
     mpath = out.where(MANIFEST)
     try:
         old = json.loads(out.read_text(MANIFEST)) if out.exists(MANIFEST) else None
@@ -474,7 +441,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     shards.update({sh.shard_id: {"dir": sh.directory, "files": len(sh.files), "state": "pending"} for sh in todo})
     manifest = {
         "run_id": run_id, "inputs": check_inputs(inputs), "fingerprint": fp, "config": cfg.to_dict(),
-        "model": model_label, "state": "running", "started": time.time(), "engine": engine,
+        **plan.summary, "state": "running", "started": time.time(), "engine": engine,
         "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles[:50],
         "skipped": disc.skipped(),  # not rows: other files by extension, unreadable folders, links (discover)
         "shards": shards, "history": (old or {}).get("history", []),
@@ -523,9 +490,9 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
             if not todo:
                 failed = []
             elif engine == "local":
-                failed = _run_local(_worker_config(cfg, os.cpu_count() or 1), todo, out, run_id, on_done)
+                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done)
             elif engine == "ray":
-                failed = _run_ray(cfg, todo, out, run_id, on_done)
+                failed = _run_ray(cfg, todo, out, run_id, on_done, plan)
             else:
                 raise ValueError(f"engine must be ray or local, got {engine!r}")
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """Evaluation on the crop cache's fixed split: the reference results table plus per-band breakdowns.
 
-Predictions go through `faceproc.predict.AgeGenderPredictor`, the code annotate runs (mirror averaging,
+Predictions go through `faceproc.agegender.runtime.AgeGenderPredictor`, the code annotate runs (mirror averaging,
 ages clipped to [0, 100], crops cut under the model card's policy), so the figures are what users get.
 
 Losses are recomputed here the reference way (MSE on age in years + binary cross-entropy on gender,
@@ -10,6 +10,7 @@ model in inference mode), so models trained with other loss options stay compara
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,22 @@ import numpy as np
 from .data.split import AGE_BANDS, age_band
 
 
-def predictor_for(model, flip: bool = False, batch_size: int = 128):
+def predictor_for(model, flip: bool = False, batch_size: int = 128, calibrated: bool = True):
     """The predictor annotate uses (mirror averaging, age clipping, fixed-shape batches), so reported
-    metrics come from the path users run; `model` is a .keras path or an in-memory Keras model."""
+    metrics come from the path users run; `model` is a .keras path, a ModelSpec or an in-memory Keras model."""
+    from .agegender.runtime import AgeGenderPredictor
+    from .agegender.spec import ModelSpec
     from .config import ModelConfig
-    from .predict import AgeGenderPredictor
 
+    if isinstance(model, ModelSpec):
+        return AgeGenderPredictor(replace(model, settings=replace(model.settings, flip_tta=flip, batch_size=batch_size)))
     if isinstance(model, (str, Path)):
-        return AgeGenderPredictor(ModelConfig(variant=str(model), flip_tta=flip, batch_size=batch_size))
-    return AgeGenderPredictor(ModelConfig(flip_tta=flip, batch_size=batch_size), model=model)
+        spec = ModelSpec.resolve(ModelConfig(variant=str(model), flip_tta=flip, batch_size=batch_size))
+        return AgeGenderPredictor(spec if calibrated else replace(spec, calibration=None))
+    from .crop import DEFAULT_POLICY
+
+    return AgeGenderPredictor(ModelSpec.in_memory(ModelConfig(flip_tta=flip, batch_size=batch_size), DEFAULT_POLICY),
+                              model=model)
 
 
 def metrics_from_predictions(age_pred, female_prob, age, gender) -> dict[str, Any]:
@@ -57,7 +65,7 @@ def metrics_from_predictions(age_pred, female_prob, age, gender) -> dict[str, An
 
 def evaluate_arrays(model, crops, age, gender, flip: bool = False) -> dict[str, Any]:
     """Metrics of a model (or a ready AgeGenderPredictor, whose own flip setting then holds) on crops."""
-    from .predict import AgeGenderPredictor
+    from .agegender.runtime import AgeGenderPredictor
 
     pred = model if isinstance(model, AgeGenderPredictor) else predictor_for(model, flip)
     a, g = pred.predict(crops)
@@ -93,21 +101,22 @@ def format_table(results: dict[str, dict]) -> str:
 def evaluate_models(model_paths: list[str], cache: str, manifest: str, split: str = "val", flip: bool = False,
                     train_limit: int | None = 4000, seed: int = 0) -> dict[str, dict]:
     """Evaluate .keras files on the manifest's split of the crop cache (and a train subset for train loss)."""
-    from .crop import policy_from_card
-    from .data.cache import load_crops
-    from .model import read_card
+    from .agegender.spec import ModelSpec
+    from .config import ModelConfig
+    from .data.recut import load_crops
     from .data.split import read_manifest
 
     assignment, _ = read_manifest(manifest)
     by_policy: dict = {}
     results = {}
     for p in model_paths:
-        policy = policy_from_card(read_card(p), p)  # each model sees crops cut the way it was trained
+        spec = ModelSpec.resolve(ModelConfig(variant=str(p)))
+        policy = spec.policy  # each model sees crops cut the way it was trained
         if policy not in by_policy:
             by_policy[policy] = load_crops(cache, policy)
         data = by_policy[policy]
         which = np.array([assignment.get(k, "") for k in data["key"]])
-        model = predictor_for(p, flip)
+        model = predictor_for(spec, flip)
         name = Path(p).parent.name if Path(p).name == "model.keras" else Path(p).stem
         r: dict[str, Any] = {"path": str(p), "crop_policy": policy.name}
         for part in ([split, "train"] if split != "train" else ["train"]):

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import decode as D
-from .config import Config
-from .crop import DEFAULT_POLICY, crop_faces
+from .crop import crop_faces
 from .discover import FileEntry
+from .plan import RunPlan
 from .schema import FACES, IMAGES, path_fields, to_table
 from .storage import file_size
 
@@ -46,26 +46,18 @@ class ShardResult:
 class Annotator:
     """Holds the detector and the age/gender model; loaded once per worker."""
 
-    def __init__(self, cfg: Config | None = None, detector=None, predictor=None):
-        self.cfg = cfg or Config()
-        if detector is None:
-            from .detect import make_detector
-
-            detector = make_detector(self.cfg.detector)
-        if predictor is None:
-            from .predict import AgeGenderPredictor
-
-            predictor = AgeGenderPredictor(self.cfg.model)
-        self.detector = detector
-        self.predictor = predictor
-        # Crops are cut the way the model's card says (test doubles without a card get the default).
-        self.policy = getattr(predictor, "policy", None) or DEFAULT_POLICY
+    def __init__(self, plan: RunPlan):
+        self.detector = plan.models.detector(plan.detector)
+        self.predictor = plan.models.predictor(plan.model)
+        self.plan = plan.without_bytes()
+        self.policy = plan.model.policy  # crops are cut the way the model's card says
 
     def warm_up(self) -> None:
         """One small inference through each model: their first call compiles kernels for the first input
         shapes (~0.3 s), which then belongs to the worker's start, not to the first shard's photos."""
         self.detector.detect(np.zeros((480, 640, 3), np.uint8))
-        self.predictor.predict(np.zeros((1, 128, 128, 3), np.uint8))
+        size = self.plan.model.input_size
+        self.predictor.predict(np.zeros((1, size, size, 3), np.uint8))
 
     # ------------------------------------------------------------------ one image
     def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
@@ -77,7 +69,7 @@ class Annotator:
             row.update(status=D.SKIPPED_HIDDEN, error="hidden file or folder")
             return _Pending(row, [], None, time.perf_counter() - t0)
         try:
-            dec = D.decode_file(entry.path, self.cfg.decode)
+            dec = D.decode_file(entry.path, self.plan.decode)
         except D.DecodeFailure as e:
             row.update(status=e.status, error=e.message, width=e.width, height=e.height)
             return _Pending(row, [], None, time.perf_counter() - t0)
@@ -86,7 +78,7 @@ class Annotator:
             return _Pending(row, [], None, time.perf_counter() - t0)
         row.update(width=dec.width, height=dec.height)
         try:
-            det = self.detector.detect(dec.rgb, scale=dec.scale)  # post-processed in detect.finish
+            det = self.detector.detect(dec.rgb, scale=dec.scale)  # post-processed in detectors.base.finish
             crops = crop_faces(dec.rgb, det.boxes, det.kps, policy=self.policy)
             inv = 1.0 / dec.scale  # decoded -> original pixels
             boxes, kps, scores = det.boxes * inv, det.kps * inv, det.scores
@@ -125,7 +117,7 @@ class Annotator:
             for f in p.face_rows:
                 f.update(age=float(ages[i]), female_prob=float(probs[i]),
                          gender="female" if probs[i] >= 0.5 else "male",
-                         model=self.predictor.name, model_version=self.predictor.version)
+                         model=self.plan.model.name, model_version=self.plan.model.version)
                 i += 1
             p.t_image += per_face * len(p.face_rows)
             p.crops = None

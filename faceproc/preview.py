@@ -11,7 +11,8 @@ import numpy as np
 
 from .config import DecodeConfig
 from .decode import DecodeFailure, decode_file
-from .schema import OK, read_table, source_path
+from .schema import OK, source_path
+from .storage import read_table
 
 PREVIEW_SIDE = 1280
 

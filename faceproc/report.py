@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from .gallery import GALLERY_PER_GROUP, gallery as _gallery
-from .schema import READ_OK, read_table
-from .storage import Store
+from .schema import READ_OK
+from .storage import Store, read_table
 
 MAX_ERRORS_JSON = 1000
 MAX_ERRORS_HTML = 200

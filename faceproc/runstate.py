@@ -1,6 +1,6 @@
 """Run state: everything an output folder knows about its runs, apart from who executes the shards.
 
-The output folder's identity (the settings that change rows, `result_fingerprint`), its lock, and the
+The output folder's lock, the comparison of its identity (faceproc/plan.py's fingerprint), and the
 shard commit protocol: a shard's two tables are staged, renamed into `faces/` and `images/`, and only
 then committed by the marker `_shards/<id>.json` (digest of its file list, size of each file). A rerun
 skips exactly the shards whose marker and files agree; rows of uncommitted shards are removed at start.
@@ -16,8 +16,6 @@ import time
 import uuid
 from typing import Any, Callable
 
-from .config import Config
-from .schema import SCHEMA_VERSION
 from .storage import Store
 
 log = logging.getLogger("faceproc")
@@ -114,33 +112,6 @@ def _release_lock(store: Store, token: str) -> None:
     except (OSError, ValueError):
         pass
     store.delete(LOCK)
-
-
-def describe_model(cfg: Config) -> str:
-    """variant@version without loading TensorFlow (reads the model card / hashes the file)."""
-    from .model import DEFAULT_VARIANT, VARIANTS, model_version, read_card
-    from .predict import resolve_model_path
-
-    if cfg.model.random_init:
-        return f"{cfg.model.variant if cfg.model.variant in VARIANTS else DEFAULT_VARIANT}@random-init"
-    path = resolve_model_path(cfg.model)
-    card = read_card(path)
-    return f"{card.get('variant') or path.stem}@{model_version(path, card)}"
-
-
-def result_fingerprint(cfg: Config, model_label: str) -> dict[str, Any]:
-    """The settings that change the rows (config fields not marked SAME_ROWS), the model's identity and the
-    row contract's version."""
-    from .config import row_settings
-
-    rows = row_settings(cfg)
-    det_file = cfg.detector.active.model_file  # resolved by preflight: which model file, whatever pointed at it
-    try:
-        det_label = f"{os.path.basename(det_file)}:{os.path.getsize(det_file)}" if det_file else None
-    except OSError:
-        det_label = os.path.basename(det_file)
-    return {"decode": rows["decode"], "detector": rows["detector"], "detector_file": det_label, "model": rows["model"],
-            "model_label": model_label, "schema_version": SCHEMA_VERSION}
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -259,7 +230,6 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
     ones are removed; an interruption in between is finished by the next `committed_shards`. Returns the
     updated id -> marker map."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from .discover import shard_id
     from .schema import TABLES
@@ -279,8 +249,7 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
         sid = shard_id(paths)
         tables = {}
         for name in ("faces", "images"):
-            parts = [pq.read_table(f"{store.root}/{_data(name, m['shard'])}", schema=TABLES[name], filesystem=store.fs)
-                     for m in group]
+            parts = [store.read_table(_data(name, m["shard"]), TABLES[name]) for m in group]
             t = pa.concat_tables(parts)
             key = ["image_path", "face_index"] if name == "faces" else ["image_path"]
             tables[name] = t.sort_by([(k, "ascending") for k in key])

@@ -1,4 +1,4 @@
-"""The row contract: the one definition of the output tables, and the atomic Parquet writer.
+"""The row contract: the one definition of the output tables and their status vocabulary (imports nothing of ours).
 
 Output folder:
   OUT/faces/<shard>.parquet    one row per detected face
@@ -11,11 +11,8 @@ Coordinates are original pixels of the photo as displayed (EXIF orientation appl
 from __future__ import annotations
 
 import os
-import uuid
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 FACES = pa.schema(
     [
@@ -128,44 +125,3 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
                 good.append({**fixed, "status": FAILED, "error": f"row: {type(e).__name__}: {e}",
                              "shard": r.get("shard"), "run_id": r.get("run_id")})
     return pa.Table.from_pylist(good, schema=schema)
-
-
-def write_atomic(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write to a temp name in the same folder, fsync, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():  # a full disk must not leave a 0-byte temp file behind
-            tmp.unlink()
-
-
-def read_table(out, name: str) -> pa.Table:
-    """All shards of one table (an empty table with the schema when there are none); `out` is a folder,
-    an object-store URI or a faceproc.storage.Store."""
-    from .storage import Store
-
-    store = out if isinstance(out, Store) else Store(out)
-    names = store.list(name, ".parquet")
-    names = [n for n in names if not n.startswith(".")]
-    if not names:
-        return TABLES[name].empty_table()
-    return pa.concat_tables([pq.read_table(f"{store.root}/{name}/{n}", schema=TABLES[name], filesystem=store.fs)
-                             for n in names])

@@ -1,61 +1,55 @@
-"""Where inputs and outputs live: a local folder or an object store (s3://, gs://), one small interface.
-
-Object stores come through pyarrow's filesystems. Credentials come the usual way for each store (for
-S3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, an instance or pod role); an S3-compatible
-store (MinIO, Ceph, moto) is reached through AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, the AWS SDKs'
-own variables, which pyarrow does not read by itself.
+"""Where inputs and outputs live: a local folder or an object store (s3://, gs://), one small interface, and
+the atomic file writes every local output goes through (a temp name in the same folder, fsync, rename).
 
 The output's commit protocol (faceproc/runstate.py) needs from a store: whole-object writes that appear
 at once (a local temp file renamed; an S3 PUT), a move, a listing, sizes, deletes, and an exclusive create
-for the lock (O_EXCL locally; on S3 a conditional PUT, If-None-Match: *, through boto3).
+for the lock (O_EXCL locally; on S3 a conditional PUT, If-None-Match: *, faceproc/objectstore.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import uuid
-from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Callable
 
-REMOTE_SCHEMES = ("s3", "gs", "gcs")
+from .objectstore import conditional_put, filesystem, is_uri
 
-
-def is_uri(path) -> bool:
-    """An object-store location (s3://bucket/key ...); everything else is a local path."""
-    return isinstance(path, str) and urlparse(path).scheme in REMOTE_SCHEMES
-
-
-def _endpoint() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-
-
-@lru_cache(maxsize=8)
-def _s3(endpoint: str | None, region: str | None):
-    from pyarrow import fs
-
-    # allow_delayed_open: an object smaller than one part goes up in a single PUT (fewer requests, and the
-    # S3-compatible stores that mishandle small multipart uploads accept it).
-    kwargs = {"allow_delayed_open": True}
-    if endpoint:
-        u = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
-        kwargs.update(endpoint_override=u.netloc, scheme=u.scheme or "https")
-    if region:
-        kwargs["region"] = region
-    return fs.S3FileSystem(**kwargs)
+def write_file_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` to a temp name in the same folder, fsync, then rename: a reader never sees half a file, and a
+    full disk leaves no temp file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
-def filesystem(uri: str):
-    """(pyarrow filesystem, path inside it) for an object-store URI."""
-    u = urlparse(uri)
-    path = (u.netloc + u.path).rstrip("/")
-    if u.scheme == "s3":
-        return _s3(_endpoint(), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")), path
-    from pyarrow import fs
+def write_atomic(table, path: str | os.PathLike) -> None:
+    import pyarrow.parquet as pq
 
-    return fs.FileSystem.from_uri(uri)[0], path
+    write_file_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    write_file_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def join(base: str, *parts: str) -> str:
@@ -95,24 +89,6 @@ def file_size(path: str) -> int | None:
     fs_, p = filesystem(path)
     info = fs_.get_file_info(p)
     return info.size if info.type == fs.FileType.File else None
-
-
-def list_files(uri: str) -> list[tuple[str, int]]:
-    """(uri, size) of every object under a prefix, sorted: discovery on object stores."""
-    from pyarrow import fs
-
-    fs_, p = filesystem(uri)
-    info = fs_.get_file_info(p)
-    if info.type == fs.FileType.NotFound:
-        raise FileNotFoundError(f"input {uri} does not exist (no object under this prefix)")
-    scheme = urlparse(uri).scheme
-    if info.type == fs.FileType.File:
-        return [(uri, info.size)]
-    out = []
-    for i in fs_.get_file_info(fs.FileSelector(p, recursive=True)):
-        if i.type == fs.FileType.File:
-            out.append((f"{scheme}://{i.path}", i.size))
-    return sorted(out)
 
 
 class Store:
@@ -180,18 +156,7 @@ class Store:
     # -- writes (each appears whole or not at all)
     def write_bytes(self, rel: str, data: bytes) -> None:
         if not self.remote:
-            path = Path(self._p(rel))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-            try:
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            finally:
-                if tmp.exists():  # a full disk must not leave a temp file behind
-                    tmp.unlink()
+            write_file_atomic(self._p(rel), lambda tmp: tmp.write_bytes(data))
             return
         with self.fs.open_output_stream(self._p(rel)) as fh:  # one PUT (or a multipart upload): atomic
             fh.write(data)
@@ -203,13 +168,17 @@ class Store:
         import pyarrow.parquet as pq
 
         if not self.remote:
-            from .schema import write_atomic
-
             write_atomic(table, self._p(rel))
             return
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         self.write_bytes(rel, buf.getvalue())
+
+    def read_table(self, rel: str, schema):
+        """One Parquet file read with the given schema."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self._p(rel), schema=schema, filesystem=self.fs)
 
     def move(self, src: str, dst: str) -> None:
         """Atomic rename locally; on object stores a server-side copy then a delete of the source."""
@@ -252,7 +221,7 @@ class Store:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
             return True
-        return _conditional_put(self.uri, rel, text)
+        return conditional_put(self.uri, rel, text)
 
     def check_writable(self) -> None:
         probe = f".write-test-{uuid.uuid4().hex[:6]}"
@@ -268,23 +237,15 @@ class Store:
             return default
 
 
-def _conditional_put(uri: str, rel: str, text: str) -> bool:
-    """S3's If-None-Match: * (AWS since 2024, MinIO, moto): exactly one of two runs creates the lock."""
-    u = urlparse(uri)
-    if u.scheme != "s3":
-        raise NotImplementedError(f"an exclusive lock on {u.scheme}:// is not implemented; use s3:// or a local output")
-    try:
-        import boto3
-        from botocore.exceptions import ClientError
-    except ImportError:
-        raise RuntimeError("an s3:// output needs boto3 for its lock (a conditional PUT): pip install boto3") from None
-    endpoint = _endpoint()
-    client = boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
-    key = "/".join(p for p in (u.path.strip("/"), rel) if p)
-    try:
-        client.put_object(Bucket=u.netloc, Key=key, Body=text.encode("utf-8"), IfNoneMatch="*")
-        return True
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
-            return False
-        raise
+def read_table(out, name: str):
+    """All shards of one output table (an empty table with the schema when there are none); `out` is a folder,
+    an object-store URI or a Store."""
+    import pyarrow as pa
+
+    from .schema import TABLES
+
+    store = out if isinstance(out, Store) else Store(out)
+    names = [n for n in store.list(name, ".parquet") if not n.startswith(".")]
+    if not names:
+        return TABLES[name].empty_table()
+    return pa.concat_tables([store.read_table(f"{name}/{n}", TABLES[name]) for n in names])

@@ -54,7 +54,7 @@ export KERAS_BACKEND=$backend
 weights=${FACEPROC_BACKBONE_WEIGHTS:-/tmp/gpu_runs/mobilenet_v2_imagenet_no_top.weights.h5}
 if [ ! -f "$weights" ]; then
   python3 -c "
-from faceproc.model import load_model
+from faceproc.agegender.files import load_model
 m = load_model('faceproc/weights/frozen.keras')
 [l for l in m.layers if hasattr(l, 'layers')][0].save_weights('$weights')" || exit 1
 fi

@@ -1,5 +1,6 @@
 """Before/after check for refactors: annotate one folder with an older commit and with this working tree, and
-compare the rows (run ids and timings aside). Issue 11's "behaviour stays the same".
+compare the rows (run ids and timings aside). Issue 11's "behaviour stays the same". Also checks that the
+older commit's output resumes under this tree: the same fingerprint, and a rerun into it has nothing to do.
 
     python scripts/same_rows.py --rev ece05a5 --input sample/ [--config configs/exact.yaml]
 
@@ -11,7 +12,9 @@ keras) to separate refactors from the faster runtimes, which change scores in th
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +60,23 @@ def compare(a: Path, b: Path) -> list[str]:
     return problems
 
 
+def resumes(old_out: Path, inputs: str, config: str | None) -> list[str]:
+    """This tree's rerun into a copy of the older output: refused or redoing work means existing outputs
+    would not resume."""
+    copy = old_out.with_name(old_out.name + "-resumed")
+    shutil.copytree(old_out, copy)
+    before = json.loads((copy / "manifest.json").read_text())["fingerprint"]
+    try:
+        run(REPO, inputs, copy, config)
+    except subprocess.CalledProcessError as e:
+        return [f"this tree refuses the older output: {e.stderr.decode(errors='replace').strip().splitlines()[-1]}"]
+    manifest = json.loads((copy / "manifest.json").read_text())
+    problems = [] if manifest["fingerprint"] == before else ["fingerprint: differs from the older output's"]
+    if manifest["history"][-1]["files_run"]:
+        problems.append(f"resume: {manifest['history'][-1]['files_run']} files done again")
+    return problems
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rev", required=True)
@@ -71,6 +91,7 @@ def main() -> int:
             run(d / "old", os.path.abspath(a.input), d / "out-old", None)
             run(REPO, os.path.abspath(a.input), d / "out-new", os.path.abspath(a.config) if a.config else None)
             problems = compare(d / "out-old", d / "out-new")
+            problems += resumes(d / "out-old", os.path.abspath(a.input), os.path.abspath(a.config) if a.config else None)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(d / "old")], cwd=REPO, capture_output=True)
     print("same rows" if not problems else "DIFFERENT:\n  " + "\n  ".join(problems))

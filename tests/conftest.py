@@ -49,11 +49,11 @@ def rng():
 
 
 @pytest.fixture
-def fakes(monkeypatch):
-    """Stand-in detector and age/gender model (tests.helpers) behind the real factories."""
-    from tests.helpers import install_fakes
+def fakes():
+    """The stand-in detector and age/gender model (tests.helpers): pass it on as annotate(..., models=fakes)."""
+    from tests.helpers import FakeModels
 
-    install_fakes(monkeypatch.setattr)
+    return FakeModels()
 
 
 def _free_port() -> int:

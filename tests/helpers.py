@@ -4,7 +4,10 @@ import numpy as np
 from PIL import Image
 
 from faceproc.config import Config
-from faceproc.detect import Detections
+from faceproc.detectors.base import Detections
+from faceproc.agegender.spec import ModelSpec
+from faceproc.detectors.files import DetectorSpec
+from faceproc.plan import ModelFactory
 
 
 class FakeDetector:
@@ -24,10 +27,9 @@ class FakeDetector:
 
 
 class FakePredictor:
-    name, version = "fake", "v0"
     calls = []
 
-    def __init__(self, cfg=None):
+    def __init__(self, spec=None):
         pass
 
     def predict(self, crops):
@@ -39,16 +41,24 @@ class FakePredictor:
         return np.full(len(crops), 33.0, np.float32), np.full(len(crops), 0.8, np.float32)
 
 
-def install_fakes(setter=setattr):
-    """Put the stand-ins behind faceproc's factories (`setter` is monkeypatch.setattr in tests, plain setattr
-    in a child process that a test kills)."""
-    import faceproc.detect
-    import faceproc.predict
+class FakeModels(ModelFactory):
+    """The stand-ins behind the factory the executors take (a plain class of this module: picklable). The
+    age/gender spec is resolved for real (tests use random-init settings, which need no file)."""
 
-    setter(faceproc.detect, "make_detector", lambda cfg=None: FakeDetector(cfg))
-    setter(faceproc.detect, "ensure_detector_file", lambda cfg: "fake-detector.onnx")
-    setter(faceproc.predict, "AgeGenderPredictor", FakePredictor)
-    FakePredictor.calls.clear()
+    def __init__(self, predictor=FakePredictor):
+        self.predictor_class = predictor
+        FakePredictor.calls.clear()
+
+    def resolve(self, cfg):
+        import copy
+
+        return DetectorSpec(copy.deepcopy(cfg.detector), None, "fake-detector.onnx"), ModelSpec.resolve(cfg.model)
+
+    def detector(self, spec):
+        return FakeDetector()
+
+    def predictor(self, spec):
+        return self.predictor_class(spec)
 
 
 def make_tree(root, n=7):
@@ -84,12 +94,12 @@ def synthetic(n, rng):
 
 
 def annotated_sample(tmp_path, n=12, previews=2):
-    """A small tree annotated with the stand-in models (use with the `fakes` fixture): the output folder."""
+    """A small tree annotated with the stand-in models: the output folder."""
     from faceproc.engine import annotate
 
     make_tree(tmp_path / "in", n=n)
     cfg = cfg_for_tests()
     cfg.run.previews = previews
     out = tmp_path / "out"
-    annotate([str(tmp_path / "in")], out, cfg, engine="local")
+    annotate([str(tmp_path / "in")], out, cfg, engine="local", models=FakeModels())
     return out

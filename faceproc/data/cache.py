@@ -4,13 +4,14 @@ Training crops are therefore exactly inference crops. Crops are stored as JPEG (
 Parquet file with the labels (~5.3 KB a face: UTKFace's 21k faces take 111 MB); a second run with the
 same inputs and detector settings reuses it. `pack_cache` re-encodes a cache as WebP (~1.5 KB a face)
 with its split manifest beside it: a self-contained training set for a GPU machine that has neither
-the raw images nor the detector (`faceproc train --cache packed.parquet` needs no --data). When a training
+the raw images nor the detector (`faceproc train --cache packed.parquet` needs no --data; data/recut.py). When a training
 image holds several faces, the most central of the large ones is the labelled face; images where no
 face is found are recorded (status `no_face`) and left out of training and evaluation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,10 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import DecodeConfig, DetectorConfig
-from ..crop import LEGACY_POLICY, crop_face, crop_face_filled
+from ..config import Config, DecodeConfig, DetectorConfig, row_settings
+from ..crop import LEGACY_POLICY, crop_face
 from ..decode import DecodeFailure, decode_file
-from ..schema import NO_FACES, write_text_atomic
+from ..detectors.files import DetectorSpec
+from ..schema import NO_FACES
+from ..storage import write_text_atomic
 from .records import FaceRecord
 
 log = logging.getLogger(__name__)
@@ -65,10 +68,24 @@ def pick_face(boxes: np.ndarray, scores: np.ndarray, width: int, height: int) ->
     return int(np.argmax(area - 2.0 * (cx**2 + cy**2) + 1e-3 * scores))
 
 
-def cache_fingerprint(records: list[FaceRecord], det_cfg: DetectorConfig, dec_cfg: DecodeConfig) -> str:
-    h = hashlib.sha256()
+def cache_fingerprint(records: list[FaceRecord], spec: DetectorSpec, dec_cfg: DecodeConfig) -> str:
+    """Keyed by what changes the crops only: the detector's and the decoder's row-changing settings (not its
+    threads, not where its file lies) and the detector file's checksum, the stored policy and the labels."""
+    rows = row_settings(Config(decode=dec_cfg, detector=spec.settings))
+    head = {"policy": STORED_POLICY.name, "det": rows["detector"], "dec": rows["decode"],
+            "det_sha256": spec.file.sha256 if spec.file else None}
+    return _digest(head, records)
+
+
+def _legacy_fingerprint(records: list[FaceRecord], det_cfg: DetectorConfig, dec_cfg: DecodeConfig) -> str:
+    """The key of caches built before cache_fingerprint (it held every detector setting): recognised once."""
     det = {k: v for k, v in det_cfg.__dict__.items() if not (k == "kind" and v == "scrfd")}  # caches before kinds
-    h.update(json.dumps({"policy": STORED_POLICY.name, "det": det, "dec": dec_cfg.__dict__}, sort_keys=True, default=str).encode())
+    return _digest({"policy": STORED_POLICY.name, "det": det, "dec": dec_cfg.__dict__}, records)
+
+
+def _digest(head: dict, records: list[FaceRecord]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(head, sort_keys=True, default=str).encode())
     for r in sorted(records, key=lambda r: r.key):
         h.update(f"{r.key}|{r.age}|{r.gender}\n".encode())
     return h.hexdigest()[:16]
@@ -86,15 +103,19 @@ def build_cache(
     dec_cfg = dec_cfg or DecodeConfig()
     out_path = Path(out_path)
     meta_path = out_path.with_suffix(".json")
-    fp = cache_fingerprint(records, det_cfg, dec_cfg)
+    spec = DetectorSpec.resolve(det_cfg)
+    fp = cache_fingerprint(records, spec, dec_cfg)
     if out_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("fingerprint") == fp:
+        if meta.get("fingerprint") in (fp, _legacy_fingerprint(records, det_cfg, dec_cfg)):
             log.info("reusing crop cache %s", out_path)
+            if meta["fingerprint"] != fp:  # an older key: the same crops, recorded under today's key
+                meta["fingerprint"] = fp
+                write_text_atomic(json.dumps(meta, indent=1), meta_path)
             return meta
-    from ..detect import make_detector
+    from ..detectors.registry import make_detector
 
-    detector = make_detector(det_cfg)
+    detector = make_detector(spec)
     cols: dict[str, list] = {name: [] for name in CACHE_SCHEMA.names}
     counts: dict[str, int] = {}
     t0 = time.time()
@@ -138,7 +159,7 @@ def build_cache(
         "failed_keys": failed,
         "handling": "images without a detected face are excluded from training and evaluation",
         "seconds": round(time.time() - t0, 1),
-        "detector": det_cfg.__dict__,
+        "detector": {**dataclasses.asdict(det_cfg), "file": spec.label, "sha256": spec.file.sha256},
     }
     write_text_atomic(json.dumps(meta, indent=1), meta_path)
     return meta
@@ -169,134 +190,9 @@ def cache_records(path: str | os.PathLike) -> list[FaceRecord]:
     ]
 
 
-def pack_cache(src: str | os.PathLike, dst: str | os.PathLike, quality: int = 80, policy=None,
-               fill: str | None = None, split_manifest: str | os.PathLike | None = None) -> dict:
-    """Re-encode a crop cache's usable crops as WebP and copy its metadata and split manifests beside it.
-
-    With a policy, the crops are first cut again under it from the stored keypoints (training rows with
-    `fill`, validation rows with the repeated border, as evaluation cuts them), so a machine without the
-    images trains under that policy. WebP at quality 80 keeps ~38.6 dB PSNR on these crops (JPEG 75:
-    39.6 dB at 1.8x the size), so the 21k UTKFace crops travel in ~31 MB. Evaluation for reported metrics
-    stays on the original cache."""
-    src, dst = Path(src), Path(dst)
-    t = pq.read_table(src)
-    df = t.to_pandas()
-    df = df[df["status"] == "ok"].reset_index(drop=True)
-    recut = None
-    if policy is not None:
-        from .split import read_manifest
-
-        manifests = [Path(split_manifest)] if split_manifest else sorted(src.parent.glob(src.stem + ".split-*.json"))
-        if fill and not manifests:
-            raise ValueError(f"no split manifest beside {src}: needed to fill training crops from training images only")
-        groups = read_manifest(manifests[0])[0] if manifests else {}
-        train_keys = {k for k in df["key"] if groups.get(k, "train") == "train"}
-        parts = [load_crops(src, policy, fill, keys=train_keys, groups=groups),
-                 load_crops(src, policy, None, keys=set(df["key"]) - train_keys)]
-        recut = {k: c for part in parts for k, c in zip(part["key"], part["crops"])}
-    packed = []
-    for key, b in zip(df["key"], df["crop_jpeg"]):
-        img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) if recut is None else recut[key][..., ::-1]
-        ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
-        if not ok:
-            raise RuntimeError("WebP encoding failed (OpenCV built without WebP?)")
-        packed.append(buf.tobytes())
-    df["crop_jpeg"] = packed
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    schema = pa.schema([f for f in CACHE_SCHEMA if f.name in df.columns])  # caches from before keypoints were kept
-    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), tmp)
-    os.replace(tmp, dst)
-    src_meta = src.with_suffix(".json")
-    meta = json.loads(src_meta.read_text()) if src_meta.exists() else {}
-    meta.update(packed_from=src.name, encoding=f"webp q{int(quality)}", packed_rows=len(df))
-    if policy is not None:
-        meta.update(crop_policy=policy.name, crop_fill=fill)
-    write_text_atomic(json.dumps(meta, indent=1), dst.with_suffix(".json"))
-    for manifest in src.parent.glob(src.stem + ".split-*.json"):
-        suffix = manifest.name[len(src.stem):]
-        write_text_atomic(manifest.read_text(), dst.with_name(dst.stem + suffix))
-    return {"rows": len(df), "bytes": dst.stat().st_size, "path": str(dst)}
-
-
-# ------------------------------------------------------------------------- crops under any policy
-
-def _fill_patch(src: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A size x size patch of real content: a random square of another image (hair, skin, clothes,
-    background, parts of other faces), rescaled and possibly mirrored."""
-    h, w = src.shape[:2]
-    side = int(rng.uniform(0.35, 1.0) * min(h, w))
-    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    patch = cv2.resize(src[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
-    return patch[:, ::-1] if rng.random() < 0.5 else patch
-
-
-def _smooth_field(rng: np.random.Generator, size: int) -> np.ndarray:
-    small = rng.integers(20, 235, (int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3), dtype=np.uint8)
-    field = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    return np.clip(field + rng.normal(0, rng.uniform(2, 12), (size, size, 1)), 0, 255).astype(np.uint8)
-
-
 def stored_policy(path: str | os.PathLike) -> str:
     """The policy a cache's stored crops were cut under (its meta; caches from before policies changed: the
     legacy one)."""
     meta_path = Path(path).with_suffix(".json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return meta.get("crop_policy") or LEGACY_POLICY.name
-
-
-def load_crops(path: str | os.PathLike, policy=None, fill: str | None = None, keys: set[str] | None = None,
-               seed: int = 0, groups: dict[str, str] | None = None, progress_every: int = 5000) -> dict[str, np.ndarray]:
-    """Crops of the usable rows cut under `policy` from the stored keypoints (no detection again).
-
-    fill=None repeats the border outside the source, as annotate does on a bare crop. fill="real" shows
-    a patch of another image of the same group there (groups: key -> split name, so training crops are
-    filled only from training images), or now and then a smooth colour field: a face in a photo has
-    real surroundings. Without a policy, or with the cache's own policy and no fill, the stored crops
-    are returned (a packed cache has no source images)."""
-    if policy is None or (policy.name == stored_policy(path) and fill is None):
-        return load_cache(path, keys)
-    t = pq.read_table(path)
-    if "kps" not in t.column_names:
-        raise ValueError(f"{path} stores no keypoints (made before crop policies could change): rebuild it to cut "
-                         f"{policy.name} crops")
-    df = t.drop_columns(["crop_jpeg"]).to_pandas()
-    df = df[df["status"] == "ok"]
-    if keys is not None:
-        df = df[df["key"].isin(keys)]
-    df = df.reset_index(drop=True)
-    if fill not in (None, "real"):
-        raise ValueError(f"unknown fill {fill!r} (none or real)")
-    images = []
-    for p in df["path"]:
-        img = cv2.imread(p, cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"training image missing (needed to cut {policy.name} crops): {p}")
-        images.append(img[..., ::-1])
-    n = len(df)
-    crops = np.empty((n, policy.size, policy.size, 3), np.uint8)
-    group = np.array([(groups or {}).get(k, "") for k in df["key"]])
-    pools = {g: np.flatnonzero(group == g) for g in np.unique(group)}
-    rng = np.random.default_rng([seed, 7])
-    for i in range(n):
-        kps = np.asarray(df["kps"].iloc[i], np.float64)
-        if fill is None:
-            crops[i] = crop_face(images[i], None, kps, policy=policy)
-            continue
-        pool = pools[group[i]]
-        if rng.random() < 0.2 or len(pool) < 2:
-            patch = _smooth_field(rng, policy.size)
-        else:
-            j = i
-            while j == i:
-                j = int(pool[rng.integers(0, len(pool))])
-            patch = _fill_patch(images[j], rng, policy.size)
-        crops[i] = crop_face_filled(images[i], kps, patch, policy=policy)
-        if progress_every and (i + 1) % progress_every == 0:
-            log.info("cut %d/%d %s crops (fill %s)", i + 1, n, policy.name, fill)
-    return {
-        "key": df["key"].to_numpy(),
-        "crops": crops,
-        "age": df["age"].to_numpy(np.float32),
-        "gender": df["gender"].to_numpy(np.float32),
-    }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..schema import write_text_atomic
+from ..storage import write_text_atomic
 from .records import FaceRecord
 
 AGE_BANDS = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]

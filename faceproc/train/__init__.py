@@ -15,7 +15,7 @@ from .config import TrainConfig
 from .data import prepare_data, read_records, training_policy
 from .features import _cached_features, backbone_features, copy_head_weights, fit_heads
 from .fit import fit, train
-from ..model import preprocess
+from ..agegender.architecture import preprocess
 
 __all__ = ["CropSequence", "TrainConfig", "augment_batch", "augmented_copy", "backbone_features", "batchnorm_layers",
            "copy_head_weights", "fit", "fit_heads", "prepare_data", "preprocess", "read_records", "recalibrate_batchnorm",

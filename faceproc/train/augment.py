@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..model import preprocess
+from ..agegender.architecture import preprocess
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)

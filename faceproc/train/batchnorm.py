@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from ..model import preprocess
+from ..agegender.architecture import preprocess
 
 log = logging.getLogger(__name__)
 

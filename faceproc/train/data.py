@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..crop import DEFAULT_POLICY, parse_policy, policy_from_card
+from ..agegender.architecture import get_variant
+from ..crop import DEFAULT_POLICY, parse_policy
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,8 @@ def read_records(cfg: TrainConfig):
 
 def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """Records -> split manifest -> crop cache -> arrays for train and val."""
-    from ..data.cache import build_cache, cache_records, load_crops, stored_policy
+    from ..data.cache import build_cache, cache_records, stored_policy
+    from ..data.recut import load_crops
     from ..data.split import REPORT, SELECT, read_manifest, stratified_split, validation_half, write_manifest
 
     cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
@@ -85,24 +88,29 @@ def pq_keys(cache_path) -> list[str]:
 
 def training_policy(cfg: TrainConfig, stored: str | None = None):
     """Explicit policy, else the init_from model's own (read from its card), else the policy of the crops a
-    cache-only training set holds (`stored`), else the default."""
+    cache-only training set holds (`stored`), else the default one at the variant's input size."""
     if cfg.crop_policy:
         policy = parse_policy(cfg.crop_policy)
     elif cfg.init_from:
-        from ..model import read_card
-
-        policy = policy_from_card(read_card(cfg.init_from), cfg.init_from)
+        policy = _init_policy(cfg.init_from)
     elif stored:
         policy = parse_policy(stored)
     else:
-        policy = DEFAULT_POLICY
+        size = get_variant(cfg.variant).input_size
+        policy = DEFAULT_POLICY if size == DEFAULT_POLICY.size else replace(DEFAULT_POLICY, size=size)
     if cfg.init_from:
-        from ..model import read_card
-
-        earlier = policy_from_card(read_card(cfg.init_from), cfg.init_from)
+        earlier = _init_policy(cfg.init_from)
         if earlier != policy:
             log.info("warm start from a %s model under crop policy %s", earlier.name, policy.name)
     return policy
+
+
+def _init_policy(path: str):
+    """The crop policy of the model a further cycle starts from (its card, through the one card reader)."""
+    from ..agegender.spec import ModelSpec
+    from ..config import ModelConfig
+
+    return ModelSpec.resolve(ModelConfig(variant=str(path), runtime="keras")).policy
 
 
 def _targets(d: dict) -> dict[str, np.ndarray]:

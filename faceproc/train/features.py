@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import get_variant, preprocess
+from ..agegender.architecture import get_variant, preprocess
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -19,8 +19,9 @@ def backbone_features(backbone_weights: str, crops: np.ndarray, batch_size: int 
     """Pooled ImageNet MobileNetV2 features (inference mode) of uint8 crops."""
     import keras
 
-    base = keras.applications.MobileNetV2(input_shape=(128, 128, 3), include_top=False, weights=backbone_weights)
-    inp = keras.Input((128, 128, 3))
+    size = crops.shape[1]  # the variant's input size, as the crops were cut
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False, weights=backbone_weights)
+    inp = keras.Input((size, size, 3))
     feat = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(base(inp, training=False)))
     out = np.empty((len(crops), feat.output_shape[-1]), np.float32)
     for i in range(0, len(crops), 1024):
@@ -51,7 +52,7 @@ def fit_heads(variant, cfg: TrainConfig, ftr, ytr, fva, yva, epochs, out: Path, 
     """Train GAP-feature -> heads (the trainable part of `frozen`, the warm start of `unfrozen`)."""
     import keras
 
-    from ..model import build_head, compile_model
+    from ..agegender.architecture import build_head, compile_model
 
     keras.utils.set_random_seed(cfg.seed)
     inp = keras.Input((ftr.shape[1],), name="features")

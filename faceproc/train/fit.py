@@ -18,7 +18,7 @@ import yaml
 
 from ..config import resolve_backbone_weights
 from ..crop import DEFAULT_POLICY, parse_policy
-from ..model import get_variant, preprocess
+from ..agegender.architecture import get_variant, preprocess
 from .augment import CropSequence, augmented_copy
 from .batchnorm import batchnorm_layers, recalibrate_batchnorm
 from .callbacks import _budget_callback, _lr_callback
@@ -33,10 +33,16 @@ def _earlier_stage(init_from: str | None) -> dict | None:
     """The card of the model a further cycle started from (read at card time, so a resumed run has it too)."""
     if not init_from:
         return None
-    from ..model import read_card
-
-    earlier = read_card(init_from)
+    earlier = _spec(init_from).card
     return {"path": init_from, **{k: earlier.get(k) for k in ("version", "command", "train_config", "metrics")}}
+
+
+def _spec(path: str):
+    """The model a further cycle starts from, read once (its card checked against its weights)."""
+    from ..agegender.spec import ModelSpec
+    from ..config import ModelConfig
+
+    return ModelSpec.resolve(ModelConfig(variant=str(path), runtime="keras"))
 
 
 def _backbone_source(backbone: str | None) -> str:
@@ -59,7 +65,8 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
     """Train on prepared arrays (prepare_data's dict), save model.keras + model card into `out`."""
     import keras
 
-    from ..model import build_model, save_model
+    from ..agegender.architecture import build_model
+    from ..agegender.files import save_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,9 +111,9 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
             model = build_model(cfg.variant, None if cfg.init_from else backbone, age_loss=cfg.age_loss,
                                 learning_rate=cfg.learning_rate, loss_weights=cfg.loss_weights)
             if cfg.init_from:
-                from ..model import load_model
+                from ..agegender.files import load_model
 
-                model.set_weights(load_model(cfg.init_from).get_weights())  # same architecture; fresh optimizer
+                model.set_weights(load_model(cfg.init_from, input_size=variant.input_size).get_weights())  # same architecture; fresh optimizer
             elif cfg.warm_start:
                 head, history["warm_start"] = fit_heads(cfg.variant, cfg, ftr, ytr_h, fva, yva, cfg.warm_start_epochs, out, "warm_start")
                 copy_head_weights(head, model)
@@ -141,12 +148,13 @@ def fit(cfg: TrainConfig, data: dict[str, Any], out: Path, command: str | None =
 
     from ..evaluate import evaluate_arrays
 
+    from ..agegender.runtime import AgeGenderPredictor
+    from ..agegender.spec import ModelSpec
     from ..config import ModelConfig
-    from ..predict import AgeGenderPredictor
 
     def pred(flip):  # the predictor annotate runs, on the crops of this model's policy
-        return AgeGenderPredictor(ModelConfig(flip_tta=flip), model=model, policy=parse_policy(data.get("crop_policy")
-                                  or DEFAULT_POLICY.name))
+        policy = parse_policy(data.get("crop_policy") or DEFAULT_POLICY.name)
+        return AgeGenderPredictor(ModelSpec.in_memory(ModelConfig(flip_tta=flip), policy), model=model)
 
     metrics = {
         "validation_halves": "val = the selection half (early stopping, best checkpoint, calibration); "

@@ -18,7 +18,8 @@ pytestmark = requires_shared
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory):
     """A real .keras file (untrained) so the file-loading path runs; trained weights are tested elsewhere."""
-    from faceproc.model import build_model, save_model
+    from faceproc.agegender.architecture import build_model
+    from faceproc.agegender.files import save_model
 
     d = tmp_path_factory.mktemp("model")
     save_model(build_model("unfrozen", backbone_weights=None), d / "untrained.keras", {"variant": "unfrozen"})

@@ -10,11 +10,16 @@ from tests.conftest import requires_shared
 pytestmark = requires_shared
 
 
+def detector_for(cfg):
+    from faceproc.detectors.files import DetectorSpec
+    from faceproc.detectors.registry import make_detector
+
+    return make_detector(DetectorSpec.resolve(cfg))
+
+
 @pytest.fixture(scope="module")
 def detector():
-    from faceproc.detect import FaceDetector
-
-    return FaceDetector(DetectorConfig())
+    return detector_for(DetectorConfig())
 
 
 def iou(a, b):
@@ -92,9 +97,7 @@ def test_forty_pixel_faces_in_a_12mp_photo(detector, utk_files):
     hits = sum(any(box_inside(b, pl.box, slack=0.1) for b in boxes) for pl in placed)
     assert hits >= 11, f"{hits}/12 small faces found"
     assert 30 < np.median(widths) < 46
-    from faceproc.detect import FaceDetector
-
-    plain = FaceDetector(DetectorConfig(scrfd=ScrfdConfig(smallest_face=0))).detect(dec.rgb, scale=dec.scale)
+    plain = detector_for(DetectorConfig(scrfd=ScrfdConfig(smallest_face=0))).detect(dec.rgb, scale=dec.scale)
     hits_plain = sum(any(box_inside(b, pl.box, slack=0.1) for b in plain.boxes / dec.scale) for pl in placed)
     assert hits_plain <= 6 < hits  # the big main pass (here at the decoded resolution) is what finds them
 
@@ -131,22 +134,22 @@ def test_yunet_through_the_same_seam():
     import insightface
 
     from faceproc.config import Config, DetectorConfig
-    from faceproc.detect import make_detector
     from tests.conftest import SHARED
 
     model = SHARED / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
     if not model.exists():
         pytest.skip("YuNet model not in ../shared")
     img = insightface.data.get_image("t1")[..., ::-1]
-    det = make_detector(DetectorConfig(kind="yunet", yunet=YunetConfig(model_file=str(model)))).detect(img)
+    det = detector_for(DetectorConfig(kind="yunet", yunet=YunetConfig(model_file=str(model)))).detect(img)
     assert len(det) == 6 and (det.scores > 0.8).all()
     assert (det.kps[:, 0, 0] < det.kps[:, 1, 0]).all() and (det.kps[:, 3, 0] < det.kps[:, 4, 0]).all()
-    ref = make_detector(DetectorConfig()).detect(img)  # SCRFD: the same faces
+    ref = detector_for(DetectorConfig()).detect(img)  # SCRFD: the same faces
     centres = lambda d: np.sort((d.boxes[:, 0] + d.boxes[:, 2]) / 2)  # noqa: E731
     assert np.abs(centres(det) - centres(ref)).max() < 15
     cfg = Config()
     cfg.detector.kind, cfg.detector.yunet.model_file = "yunet", str(model)
     cfg.model.random_init = True
     from faceproc.pipeline import Annotator
+    from faceproc.plan import RunPlan
 
-    assert Annotator(cfg).detector.__class__.__name__ == "YuNetDetector"
+    assert Annotator(RunPlan.resolve(cfg)).detector.__class__.__name__ == "YuNetDetector"

@@ -43,8 +43,9 @@ def test_panoramas_get_status_rows_not_tracebacks(tmp_path, caplog):
 def test_the_widest_accepted_shape_passes_every_detector_pass(max_side):
     """At the limit (short side min_side at max_side), insightface's smallest pass (160 px) still gets a
     short side of at least 1 px: no OpenCV assertion."""
-    from faceproc.detect import FaceDetector
+    from faceproc.detectors.files import DetectorSpec
+    from faceproc.detectors.registry import make_detector
 
-    det = FaceDetector(Config().detector)
+    det = make_detector(DetectorSpec.resolve(Config().detector))
     rgb = np.full((16, max_side, 3), 110, np.uint8)
     assert len(det.detect(rgb, scale=1.0)) == 0

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceproc.agegender.runtime import AgeGenderPredictor
+from faceproc.agegender.spec import ModelSpec
 from faceproc.config import ModelConfig
 from tests.conftest import UTKFACE, requires_shared
 
@@ -24,13 +26,14 @@ def val_faces():
     from faceproc.data.split import stratified_split
     from faceproc.data.utkface import read_utkface
     from faceproc.decode import decode_file
-    from faceproc.detect import FaceDetector
+    from faceproc.detectors.files import DetectorSpec
+    from faceproc.detectors.registry import make_detector
 
     records, _ = read_utkface(UTKFACE)
     split = stratified_split(records, 0.2, seed=42)
     val = [r for r in records if split[r.key] == "val"]
     picks = [val[i] for i in np.random.default_rng(0).choice(len(val), 200, replace=False)]
-    det = FaceDetector(DetectorConfig())
+    det = make_detector(DetectorSpec.resolve(DetectorConfig()))
     faces, ages, genders = [], [], []
     for r in picks:
         dec = decode_file(r.path, DecodeConfig())
@@ -54,7 +57,6 @@ def cut(faces, policy):
 
 @pytest.mark.parametrize("variant", ["unfrozen", "frozen"])
 def test_shipped_model_is_accurate(variant, val_faces):
-    from faceproc.predict import AgeGenderPredictor
 
     path = WEIGHTS / f"{variant}.keras"
     assert path.exists(), f"{path} is not shipped"
@@ -64,7 +66,7 @@ def test_shipped_model_is_accurate(variant, val_faces):
                 "metrics", "sha256", "version"):
         assert key in card, key
     from faceproc.crop import POLICY, parse_policy
-    from faceproc.model import file_sha256
+    from faceproc.storage import file_sha256
 
     assert card["crop_policy"] == POLICY and card["variant"] == variant
     assert card["sha256"] == file_sha256(path)
@@ -72,7 +74,7 @@ def test_shipped_model_is_accurate(variant, val_faces):
     pe = card["photo_evaluation"]
     assert pe["photos"]["faces"] >= 700 and pe["photos"]["recall"] >= 0.99 and "gap" in pe and "crops" in pe
     faces, ages, genders = val_faces
-    pred = AgeGenderPredictor(ModelConfig(variant=variant))
+    pred = AgeGenderPredictor(ModelSpec.resolve(ModelConfig(variant=variant)))
     assert pred.policy == parse_policy(card["crop_policy"])  # the card is the contract
     a, p = pred.predict(cut(faces, pred.policy))
     mae = float(np.abs(a - ages).mean())
@@ -86,11 +88,10 @@ def test_fast_inference_path_equals_plain_keras_on_real_crops(variant, val_faces
     """Both inference paths against plain `model.predict` on real face crops: the traced fixed-batch Keras
     path (padding the last batch) and the shipped OpenVINO copy (no TensorFlow), each within 0.01 years of
     age and 1e-4 of P(female)."""
-    from faceproc.predict import AgeGenderPredictor
 
     common = dict(variant=variant, batch_size=16, flip_tta=False, min_age=-1e9, max_age=1e9)
-    fast = AgeGenderPredictor(ModelConfig(runtime="keras", **common))
-    ov = AgeGenderPredictor(ModelConfig(runtime="openvino", **common))
+    fast = AgeGenderPredictor(ModelSpec.resolve(ModelConfig(runtime="keras", **common)))
+    ov = AgeGenderPredictor(ModelSpec.resolve(ModelConfig(runtime="openvino", **common)))
     assert (fast.runtime, ov.runtime) == ("keras", "openvino") and ov.policy == fast.policy
     crops = cut(val_faces[0][:45], fast.policy)
     ref = fast.model.predict(crops.astype(np.float32) / 127.5 - 1.0, batch_size=45, verbose=0)
@@ -114,7 +115,9 @@ def test_group_photo_genders_and_ages_with_the_shipped_model():
         cv2.imwrite(str(p), insightface.data.get_image("t1"))
         from faceproc.discover import FileEntry
 
-        res = Annotator(Config()).annotate([FileEntry(str(p))])
+        from faceproc.plan import RunPlan
+
+        res = Annotator(RunPlan.resolve(Config())).annotate([FileEntry(str(p))])
     faces = res.faces.to_pandas().sort_values("x1")
     assert len(faces) == 6
     assert faces["gender"].tolist() == ["female", "female", "male", "male", "male", "female"]  # left to right

@@ -56,9 +56,9 @@ def tree(tmp_path):
 
 def test_local_input_s3_output_equals_local_output(s3_server, tree, tmp_path, fakes):
     cfg = cfg_for_tests(shard_size=3, previews=2)
-    annotate([str(tree)], tmp_path / "ref", cfg, engine="local")
+    annotate([str(tree)], tmp_path / "ref", cfg, engine="local", models=fakes)
     out = "s3://faceproc/runs/local-in"
-    rep = annotate([str(tree)], out, cfg, engine="local")
+    rep = annotate([str(tree)], out, cfg, engine="local", models=fakes)
     assert rep["files"] == 10
     for t in ("faces", "images"):
         pd.testing.assert_frame_equal(rows(read_s3(out, t), ""), rows(pd.read_parquet(tmp_path / "ref" / t), ""))
@@ -71,7 +71,7 @@ def test_local_input_s3_output_equals_local_output(s3_server, tree, tmp_path, fa
     assert "gallery" in html.lower() and "previews/" in html
     # a rerun finds every shard committed and does nothing
     before = FakePredictor_calls()
-    rep2 = annotate([str(tree)], out, cfg, engine="local")
+    rep2 = annotate([str(tree)], out, cfg, engine="local", models=fakes)
     assert rep2["faces"] == rep["faces"] and FakePredictor_calls() == before
 
 
@@ -84,9 +84,9 @@ def FakePredictor_calls():
 def test_s3_input_to_s3_and_local_outputs(s3_server, tree, tmp_path, fakes):
     src = upload_tree(tree, "archive/a1")
     cfg = cfg_for_tests(shard_size=4)
-    annotate([src], "s3://faceproc/runs/s3-in", cfg, engine="local")
-    annotate([src], tmp_path / "local-out", cfg, engine="local")
-    annotate([str(tree)], tmp_path / "ref", cfg, engine="local")
+    annotate([src], "s3://faceproc/runs/s3-in", cfg, engine="local", models=fakes)
+    annotate([src], tmp_path / "local-out", cfg, engine="local", models=fakes)
+    annotate([str(tree)], tmp_path / "ref", cfg, engine="local", models=fakes)
     ref = rows(pd.read_parquet(tmp_path / "ref" / "images"), str(tree))
     s3_rows = rows(read_s3("s3://faceproc/runs/s3-in", "images"), src)
     local_rows = rows(pd.read_parquet(tmp_path / "local-out" / "images"), src)
@@ -104,17 +104,16 @@ def test_two_runs_into_one_s3_output_refused(s3_server, tree, fakes):
     assert store.create_exclusive(".faceproc.lock", json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
     assert not store.create_exclusive(".faceproc.lock", "{}")  # the conditional PUT is what makes it exclusive
     with pytest.raises(OutputLocked, match="another faceproc run"):
-        annotate([str(tree)], out, cfg_for_tests(), engine="local")
+        annotate([str(tree)], out, cfg_for_tests(), engine="local", models=fakes)
     store.delete(".faceproc.lock")
-    annotate([str(tree)], out, cfg_for_tests(), engine="local")
+    annotate([str(tree)], out, cfg_for_tests(), engine="local", models=fakes)
 
 
 KILLED_RUN = r"""
 import sys
-from tests.helpers import cfg_for_tests, install_fakes
-install_fakes()
+from tests.helpers import FakeModels, cfg_for_tests
 from faceproc.engine import annotate
-annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(shard_size=2), engine="local")
+annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(shard_size=2), engine="local", models=FakeModels())
 """
 
 
@@ -137,7 +136,7 @@ def test_killed_run_then_rerun_rows_exactly_once(s3_server, tmp_path, fakes):
     # what a reader sees after the kill: only rows of committed shards
     shard_ids = {n[: -len(".json")] for n in committed}
     assert set(read_s3(out, "images")["shard"]) <= shard_ids
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")  # the rerun
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local", models=fakes)  # the rerun
     images = read_s3(out, "images")
     assert len(images) == 17 and images["image_path"].is_unique
     faces = read_s3(out, "faces")
@@ -150,7 +149,7 @@ def test_missing_bucket_and_missing_input_prefix_are_clear_errors(s3_server, tre
     from faceproc.engine import OutputNotWritable
 
     with pytest.raises(OutputNotWritable, match="s3://no-such-bucket/out is not writable"):
-        annotate([str(tree)], "s3://no-such-bucket/out", cfg_for_tests(), engine="local")
+        annotate([str(tree)], "s3://no-such-bucket/out", cfg_for_tests(), engine="local", models=fakes)
     with pytest.raises(FileNotFoundError, match="s3://faceproc/nothing-here does not exist"):
-        annotate(["s3://faceproc/nothing-here"], "s3://faceproc/runs/x", cfg_for_tests(), engine="local")
+        annotate(["s3://faceproc/nothing-here"], "s3://faceproc/runs/x", cfg_for_tests(), engine="local", models=fakes)
     assert not Store("s3://faceproc/runs/x").exists("manifest.json")  # nothing written for a refused run

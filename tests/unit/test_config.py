@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from faceproc.config import (Config, DetectorConfig, ModelConfig, ScrfdConfig, resolve_detector_pack, resolve_insightface_root,
-                             resolve_weights_dir)
+from faceproc.agegender.spec import resolve_weights_dir
+from faceproc.config import Config, DetectorConfig, ModelConfig, ScrfdConfig
+from faceproc.detectors.files import resolve_detector_pack, resolve_insightface_root
 
 REPO = Path(__file__).resolve().parents[2]
 

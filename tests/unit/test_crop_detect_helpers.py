@@ -2,7 +2,8 @@ import numpy as np
 
 from faceproc.crop import CROP_SIZE, crop_face, similarity_transform, template
 from faceproc.config import DetectorConfig
-from faceproc.detect import Detections, FaceDetector, finish
+from faceproc.detectors.base import Detections, finish
+from faceproc.detectors.scrfd import FaceDetector
 
 
 def test_similarity_recovers_known_transform(rng):

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from faceproc.agegender.architecture import INPUT_SIZE, NORMALISATION
+from faceproc.agegender.spec import policy_from_card
 from faceproc.crop import (DEFAULT_POLICY, LEGACY_POLICY, CropPolicy, CropPolicyError, crop_face, crop_face_filled,
-                           outside_fraction, parse_policy, policy_from_card)
-from faceproc.model import INPUT_SIZE, NORMALISATION
+                           outside_fraction, parse_policy)
 
 
 def test_policy_names_round_trip():
@@ -68,18 +69,18 @@ def test_outside_fraction_and_real_fill():
 
 
 def test_predictor_refuses_a_card_it_cannot_reproduce(tmp_path):
+    from faceproc.agegender.architecture import build_model
+    from faceproc.agegender.spec import ModelSpec
     from faceproc.config import ModelConfig
-    from faceproc.model import build_model
-    from faceproc.predict import AgeGenderPredictor
 
     m = build_model("frozen", backbone_weights=None, compile=False)
     path = tmp_path / "m.keras"
     m.save(path)
     (tmp_path / "m.json").write_text(json.dumps({"crop_policy": "retinaface-square-128"}))
     with pytest.raises(CropPolicyError):
-        AgeGenderPredictor(ModelConfig(variant=str(path)))
+        ModelSpec.resolve(ModelConfig(variant=str(path)))
     (tmp_path / "m.json").write_text(json.dumps({"crop_policy": "arcface5-s1.1-128"}))
-    assert AgeGenderPredictor(ModelConfig(variant=str(path))).policy == CropPolicy(1.1)
+    assert ModelSpec.resolve(ModelConfig(variant=str(path))).policy == CropPolicy(1.1)
 
 
 def _cache_with_sources(tmp_path, n=6):
@@ -110,7 +111,8 @@ def _cache_with_sources(tmp_path, n=6):
 
 
 def test_cache_recuts_any_policy_and_packs_it(tmp_path):
-    from faceproc.data.cache import load_cache, load_crops, pack_cache
+    from faceproc.data.cache import load_cache
+    from faceproc.data.recut import load_crops, pack_cache
 
     cache = _cache_with_sources(tmp_path)
     stored = load_crops(cache, LEGACY_POLICY)  # the stored crops, no source needed
@@ -134,18 +136,18 @@ def test_cache_recuts_any_policy_and_packs_it(tmp_path):
 def test_annotate_cuts_crops_the_way_the_model_card_says(tmp_path):
     from PIL import Image
 
-    from faceproc.config import Config
+    from dataclasses import replace
+
     from faceproc.crop import crop_faces
     from faceproc.discover import FileEntry
     from faceproc.pipeline import Annotator
+    from faceproc.plan import RunPlan
 
-    from tests.helpers import FakeDetector
+    from tests.helpers import FakeDetector, FakeModels, cfg_for_tests
 
     class P:
-        name, version = "p", "v"
-
-        def __init__(self, policy):
-            self.policy, self.seen = policy, []
+        def __init__(self, spec):
+            self.seen = []
 
         def predict(self, crops):
             self.seen.append(crops.copy())
@@ -155,7 +157,8 @@ def test_annotate_cuts_crops_the_way_the_model_card_says(tmp_path):
     img[0, 0] = 255
     Image.fromarray(img).save(tmp_path / "a.png")
     det = FakeDetector().detect(img)
-    for policy in (LEGACY_POLICY, CropPolicy(1.3, up=0.15)):
-        pred = P(policy)
-        Annotator(Config(), detector=FakeDetector(), predictor=pred).annotate([FileEntry(str(tmp_path / "a.png"))])
-        np.testing.assert_array_equal(pred.seen[0], crop_faces(img, det.boxes, det.kps, policy=policy))
+    plan = RunPlan.resolve(cfg_for_tests(), FakeModels(P))
+    for policy in (LEGACY_POLICY, CropPolicy(1.3, up=0.15)):  # the plan's model spec says how to cut
+        annotator = Annotator(replace(plan, model=replace(plan.model, policy=policy)))
+        annotator.annotate([FileEntry(str(tmp_path / "a.png"))])
+        np.testing.assert_array_equal(annotator.predictor.seen[0], crop_faces(img, det.boxes, det.kps, policy=policy))

@@ -82,3 +82,34 @@ def test_split_is_deterministic_and_stratified(tmp_path):
 
 def test_age_bands():
     assert [age_band(a) for a in (0, 9.9, 10, 69, 70, 110)] == ["0-9", "0-9", "10-19", "60-69", "70+", "70+"]
+
+
+def test_crop_cache_key_follows_only_what_changes_crops(tmp_path):
+    """Issue 20: moving the model folder or another thread count must not throw away a 25-minute crop cache;
+    a detector setting that changes boxes, another detector file or other labels must."""
+    import json
+    from dataclasses import replace
+
+    from faceproc.config import DecodeConfig, DetectorConfig, ScrfdConfig
+    from faceproc.data.cache import _legacy_fingerprint, build_cache, cache_fingerprint
+    from faceproc.detectors.files import DetectorSpec
+    from faceproc.modelfile import ModelFile
+
+    recs = [FaceRecord(path=f"/x/{i}.jpg", age=20.0 + i, gender=i % 2, source="utkface") for i in range(3)]
+    spec = DetectorSpec(DetectorConfig(), ModelFile("/models/det.onnx", "a" * 64), "det.onnx:1")
+    key = cache_fingerprint(recs, spec, DecodeConfig())
+    moved = DetectorConfig(threads=4, scrfd=ScrfdConfig(root="/elsewhere", model_file="/elsewhere/det.onnx"))
+    assert cache_fingerprint(recs, replace(spec, settings=moved, file=ModelFile("/elsewhere/det.onnx", "a" * 64)),
+                             DecodeConfig()) == key
+    assert cache_fingerprint(recs, replace(spec, settings=DetectorConfig(threshold=0.6)), DecodeConfig()) != key
+    assert cache_fingerprint(recs, replace(spec, file=ModelFile("/models/det.onnx", "b" * 64)), DecodeConfig()) != key
+    assert cache_fingerprint(recs, spec, DecodeConfig(max_side=1024)) != key
+    assert cache_fingerprint(recs[:2], spec, DecodeConfig()) != key
+    # a cache built under the key before issue 20 is reused (not rebuilt: no detector is loaded) and re-keyed
+    (tmp_path / "det.onnx").write_bytes(b"a detector")
+    cfg = DetectorConfig(scrfd=ScrfdConfig(model_file=str(tmp_path / "det.onnx")))
+    (tmp_path / "c.parquet").write_bytes(b"")
+    (tmp_path / "c.json").write_text(json.dumps({"fingerprint": _legacy_fingerprint(recs, cfg, DecodeConfig())}))
+    key = cache_fingerprint(recs, DetectorSpec.resolve(cfg), DecodeConfig())
+    assert build_cache(recs, tmp_path / "c.parquet", cfg)["fingerprint"] == key
+    assert json.loads((tmp_path / "c.json").read_text())["fingerprint"] == key

@@ -5,7 +5,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from faceproc.model import build_model, load_model, save_model, UnsafeModelError  # noqa: E402
+from faceproc.agegender.architecture import build_model  # noqa: E402
+from faceproc.agegender.files import UnsafeModelError, load_model, save_model  # noqa: E402
 
 
 def _layers(model):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from faceproc.decode import decode_file
-from faceproc.photo_eval import build_photos, match, score_crops, score_photos
+from faceproc.photo_eval import match, score_crops, score_photos
+from faceproc.photo_set import build_photos
 
 
 @dataclass

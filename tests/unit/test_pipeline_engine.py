@@ -15,7 +15,7 @@ from tests.helpers import FakePredictor, cfg_for_tests, make_tree  # noqa: E402
 
 def test_rows_statuses_and_batching_across_images(tmp_path, fakes):
     make_tree(tmp_path / "in")
-    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100), engine="local")
+    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100), engine="local", models=fakes)
     images = pd.read_parquet(tmp_path / "out" / "images")
     faces = pd.read_parquet(tmp_path / "out" / "faces")
     assert len(images) == 8 and images["image_path"].is_unique
@@ -35,17 +35,17 @@ def test_rows_statuses_and_batching_across_images(tmp_path, fakes):
 def test_resume_skips_done_shards_and_redoes_changed_ones(tmp_path, fakes):
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local", models=fakes)
     first = pd.read_parquet(out / "images").sort_values("image_path").reset_index(drop=True)
     n_calls = len(FakePredictor.calls)
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local", models=fakes)
     assert len(FakePredictor.calls) == n_calls  # nothing redone
     # Simulate a crash after one shard's rows were written but before its marker.
     marker = sorted((out / "_shards").glob("*.json"))[0]
     marker.unlink()
     # And a new file in one folder: that folder's last shard changes and is redone.
     Image.fromarray(np.full((80, 100, 3), 255, np.uint8)).save(tmp_path / "in" / "d1" / "new.png")
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local", models=fakes)
     again = pd.read_parquet(out / "images")
     assert again["image_path"].is_unique and len(again) == len(first) + 1
     faces = pd.read_parquet(out / "faces")
@@ -56,24 +56,24 @@ def test_resume_skips_done_shards_and_redoes_changed_ones(tmp_path, fakes):
 
 def test_other_settings_into_same_output_are_refused(tmp_path, fakes):
     make_tree(tmp_path / "in", 2)
-    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local", models=fakes)
     cfg = cfg_for_tests()
     cfg.detector.threshold = 0.7
     with pytest.raises(RunConfigMismatch, match="detector.threshold"):
-        annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local")
-    annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", force=True)
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", models=fakes)
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", models=fakes, force=True)
     # Batch size and worker counts do not change rows: allowed.
     cfg.model.batch_size = 3
-    annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", models=fakes)
 
 
 def test_errors_before_any_work(tmp_path, fakes):
     with pytest.raises(FileNotFoundError):
-        annotate([str(tmp_path / "missing")], tmp_path / "out", cfg_for_tests(), engine="local")
+        annotate([str(tmp_path / "missing")], tmp_path / "out", cfg_for_tests(), engine="local", models=fakes)
     make_tree(tmp_path / "in", 1)
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputNotWritable):
-        annotate([str(tmp_path / "in")], tmp_path / "file" / "out", cfg_for_tests(), engine="local")
+        annotate([str(tmp_path / "in")], tmp_path / "file" / "out", cfg_for_tests(), engine="local", models=fakes)
 
 
 def test_make_sample_without_utkface(tmp_path):
@@ -94,9 +94,9 @@ def test_shard_plan_uses_every_worker_and_reruns_do_only_new_work(tmp_path, fake
 
     planned = []
 
-    def fake_ray(cfg, shards, out, run_id, on_done):
+    def fake_ray(cfg, shards, out, run_id, on_done, plan):
         planned.append([len(s.files) for s in shards])
-        return E._run_local(E._worker_config(cfg, 1), shards, out, run_id, on_done)
+        return E._run_local(plan.for_workers(1), shards, out, run_id, on_done)
 
     monkeypatch.setattr(E, "_run_ray", fake_ray)
     folder = tmp_path / "in" / "camera-dump"
@@ -105,15 +105,15 @@ def test_shard_plan_uses_every_worker_and_reruns_do_only_new_work(tmp_path, fake
         Image.fromarray(np.full((40, 50, 3), 255 if i % 3 else 90, np.uint8)).save(folder / f"{i:03d}.png")
     out = tmp_path / "out"
     monkeypatch.setattr(E, "_ray_workers", lambda cfg: 3)
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray", models=fakes)
     sizes = planned[-1]  # 60 files of one folder: every worker busy, shards shrinking towards the end
     assert sum(sizes) == 60 and len(sizes) >= 3 and sizes == sorted(sizes, reverse=True) and sizes[-1] <= 5
     monkeypatch.setattr(E, "_ray_workers", lambda cfg: 5)
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray", models=fakes)
     assert len(planned) == 1  # another worker count: nothing to do
     for name in ("000a.png", "015a.png", "999.png"):  # new photos anywhere in the sorted order
         Image.fromarray(np.full((40, 50, 3), 255, np.uint8)).save(folder / name)
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="ray", models=fakes)
     assert sum(planned[-1]) == 3
     history = json.loads((out / "manifest.json").read_text())["history"]
     assert [h["files_run"] for h in history] == [60, 0, 3]
@@ -137,11 +137,11 @@ def test_nightly_runs_are_compacted_and_an_interrupted_compaction_is_finished(tm
 
     out = tmp_path / "out"
     add(f"base{i:02d}" for i in range(40))
-    annotate([str(folder)], out, cfg_for_tests(), engine="local")
+    annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)
     counts = []
     for night in range(9):
         add([f"n{night}a", f"n{night}b"])
-        annotate([str(folder)], out, cfg_for_tests(), engine="local")
+        annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)
         counts.append(len(list((out / "images").glob("*.parquet"))))
     assert counts[:6] == [2, 3, 4, 5, 6, 7] and counts[6] == 1  # the 8th small shard triggers the merge
     assert max(counts) <= 8 and counts[-1] == 3
@@ -152,17 +152,13 @@ def test_nightly_runs_are_compacted_and_an_interrupted_compaction_is_finished(tm
     # cut short: the merged shard committed, the old ones not yet removed (both visible)
     done = R.committed_shards(R.Store(out))
     add(["late"])
-    annotate([str(folder)], out, cfg_for_tests(), engine="local")
+    annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)
     done = R.committed_shards(R.Store(out))
     monkeypatch.setattr(R, "remove_shard", lambda store, sid: None)
     merged = R.compact_shards(R.Store(out), done, small=64, target=256)
     assert len(list((out / "images").glob("*.parquet"))) == len(done) + 1  # old and merged side by side
     monkeypatch.undo()
-    import faceproc.engine  # noqa: F401  (fakes need re-installing after undo)
-    from tests.helpers import install_fakes
-
-    install_fakes(monkeypatch.setattr)
-    annotate([str(folder)], out, cfg_for_tests(), engine="local")  # the next run finishes the merge
+    annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)  # the next run finishes the merge
     images = pd.read_parquet(out / "images")
     assert len(images) == 59 and images["image_path"].is_unique
     assert len(list((out / "images").glob("*.parquet"))) == len(merged)

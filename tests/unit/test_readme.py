@@ -16,7 +16,7 @@ def readme_query_block() -> str:
 
 def test_readme_pandas_examples_run(tmp_path, monkeypatch, fakes):  # noqa: F811
     make_tree(tmp_path / "in", 9)
-    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local", models=fakes)
     monkeypatch.chdir(tmp_path)
     code = readme_query_block()
     assert "pd.read_parquet(\"out/faces\")" in code

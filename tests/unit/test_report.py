@@ -27,7 +27,7 @@ def test_report_shows_faces_folders_previews_and_photos_without_faces(tmp_path, 
     assert len(re.findall(r'<img class="p" src="previews/', page)) == 2
     assert rep["no_face_photos"]["count"] == 6 and len(rep["no_face_photos"]["sample"]) == 6
     # totals over every run, also after a resume that had nothing left to do
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
     tp = json.loads((out / "report.json").read_text())["throughput"]
     assert tp["all_runs"] == 2 and tp["all_runs_files"] == 13 and tp["all_runs_files_per_s"] > 0
     assert "no network" not in page and "http://" not in page and "https://" not in page  # self-contained
@@ -65,7 +65,7 @@ def test_report_size_is_bounded_on_a_100k_photo_output(tmp_path):
 
     from faceproc.report import build_report
     from faceproc.schema import FACES, IMAGES
-    from faceproc.schema import write_atomic
+    from faceproc.storage import write_atomic
 
     rng = np.random.default_rng(0)
     n = 100_000

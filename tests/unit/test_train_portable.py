@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("keras")
 
-from faceproc.data.cache import CACHE_SCHEMA, cache_records, load_cache, pack_cache  # noqa: E402
+from faceproc.data.cache import CACHE_SCHEMA, cache_records, load_cache  # noqa: E402
+from faceproc.data.recut import pack_cache  # noqa: E402
 from faceproc.data.split import stratified_split, write_manifest  # noqa: E402
 from faceproc.train import CropSequence, TrainConfig, augmented_copy, fit, prepare_data  # noqa: E402
 

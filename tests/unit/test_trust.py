@@ -29,7 +29,7 @@ def test_non_utf8_file_name_gets_its_row_and_round_trips(tmp_path, fakes):  # no
     _img(d / "a.png")
     raw = os.path.join(os.fsencode(d), b"caf\xe9.png")
     _img(raw)
-    annotate([str(d)], tmp_path / "out", cfg_for_tests(), engine="local")
+    annotate([str(d)], tmp_path / "out", cfg_for_tests(), engine="local", models=fakes)
     images = pd.read_parquet(tmp_path / "out" / "images")
     assert len(images) == 2 and set(images.status) == {"ok"}
     odd = images[images.image_path.str.contains("caf")].iloc[0]
@@ -42,15 +42,15 @@ def test_non_utf8_file_name_gets_its_row_and_round_trips(tmp_path, fakes):  # no
 
 def test_smaller_limit_never_drops_finished_rows(tmp_path, fakes):  # noqa: F811
     make_tree(tmp_path / "in")
-    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", models=fakes)
     before = pd.read_parquet(tmp_path / "out" / "images")
     with pytest.raises(RunConfigMismatch, match="do not cover"):
-        annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", limit=1)
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", models=fakes, limit=1)
     assert len(pd.read_parquet(tmp_path / "out" / "images")) == len(before) == 8
     # the same with a folder left out of the inputs; --force is the way to drop them on purpose
     with pytest.raises(RunConfigMismatch):
-        annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local")
-    annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", force=True)
+        annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", models=fakes)
+    annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", models=fakes, force=True)
     assert len(pd.read_parquet(tmp_path / "out" / "images")) == 2
 
 
@@ -59,7 +59,7 @@ def test_output_inside_input_is_not_reread(tmp_path, fakes):  # noqa: F811
     cfg = cfg_for_tests()
     cfg.run.previews = 3
     for _ in range(2):
-        annotate([str(tmp_path / "inout")], tmp_path / "inout" / "out", cfg, engine="local")
+        annotate([str(tmp_path / "inout")], tmp_path / "inout" / "out", cfg, engine="local", models=fakes)
     assert list((tmp_path / "inout" / "out" / "previews").iterdir())
     images = pd.read_parquet(tmp_path / "inout" / "out" / "images")
     assert len(images) == 8 and not images.image_path.str.contains("/out/").any()
@@ -102,34 +102,34 @@ def test_second_run_into_the_same_output_is_refused(tmp_path, fakes):  # noqa: F
     out.mkdir()
     (out / LOCK).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
     with pytest.raises(OutputLocked, match="another faceproc run"):
-        annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
     # a lock left by a dead process of this machine is taken over
     import socket
 
     (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "started": 0}))
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
     assert not (out / LOCK).exists() and len(pd.read_parquet(out / "images")) == 8
 
 
 def test_truncated_shard_file_is_redone(tmp_path, fakes):  # noqa: F811
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=100), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=100), engine="local", models=fakes)
     victim = sorted((out / "faces").glob("*.parquet"))[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=100), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=100), engine="local", models=fakes)
     assert len(pd.read_parquet(out / "faces")) == 4 and len(pd.read_parquet(out / "images")) == 8
 
 
 def test_unreadable_manifest_is_named_with_the_way_out(tmp_path, fakes):  # noqa: F811
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
     (out / "manifest.json").write_text("{\n")
     with pytest.raises(RunConfigMismatch, match="manifest.json is unreadable.*--force"):
-        annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", force=True)
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes, force=True)
     assert len(pd.read_parquet(out / "images")) == 8
 
 
@@ -150,7 +150,7 @@ def test_exit_codes_keep_usage_errors_apart_from_rerun(tmp_path):
 
 
 def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
-    from faceproc.detect import DetectorUnavailable
+    from faceproc.detectors.files import DetectorUnavailable
 
     (tmp_path / "in").mkdir()
     _img(tmp_path / "in" / "a.png")
@@ -183,7 +183,7 @@ def test_missing_or_bad_models_fail_before_any_output(tmp_path, monkeypatch):
 
 def test_detector_checksum_refuses_corrupt_download_and_corrupt_file(tmp_path, monkeypatch):
     from faceproc.config import DetectorConfig, ScrfdConfig
-    from faceproc.detect import DetectorUnavailable, ensure_detector_file
+    from faceproc.detectors.files import DetectorUnavailable, ensure_detector_file
     import insightface.utils.storage as storage
 
     downloads = []
@@ -224,19 +224,20 @@ def test_unreachable_cluster_fails_fast(tmp_path, fakes):  # noqa: F811
     cfg = cfg_for_tests(ray_address=f"127.0.0.1:{port}")
     t = time.time()
     with pytest.raises(ClusterUnreachable, match="does not answer"):
-        annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="ray")
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="ray", models=fakes)
     assert time.time() - t < 30
 
 
 def test_disk_full_keeps_finished_shards_and_shows_nothing_half_written(tmp_path, fakes, monkeypatch):  # noqa: F811
     import errno
 
-    import faceproc.schema as schema
+    import pyarrow.parquet as pq
+
     from faceproc.engine import DiskFull
 
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    real = schema.pq.write_table
+    real = pq.write_table
     calls = [0]
 
     def filling_up(table, where, **kw):
@@ -246,24 +247,22 @@ def test_disk_full_keeps_finished_shards_and_shows_nothing_half_written(tmp_path
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(table, where, **kw)
 
-    monkeypatch.setattr(schema.pq, "write_table", filling_up)
+    monkeypatch.setattr(pq, "write_table", filling_up)
     with pytest.raises(DiskFull, match="full.*run the same command again"):
-        annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local", models=fakes)
     committed = {p.stem for p in (out / "_shards").glob("*.json")}
     for name in ("faces", "images"):
         assert {p.stem for p in (out / name).glob("*.parquet")} <= committed  # nothing uncommitted visible
     assert not list(out.rglob("*.tmp")) and not (out / "_staging").exists()
-    monkeypatch.setattr(schema.pq, "write_table", real)
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
+    monkeypatch.setattr(pq, "write_table", real)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local", models=fakes)
     images = pd.read_parquet(out / "images")
     assert len(images) == 8 and images.image_path.is_unique
 
 
 SIGTERMED_RUN = r"""
 import os, signal, sys, json
-from tests.helpers import FakePredictor, cfg_for_tests, install_fakes
-install_fakes()
-import faceproc.predict
+from tests.helpers import FakeModels, FakePredictor, cfg_for_tests
 from faceproc.engine import Interrupted, annotate
 
 
@@ -277,10 +276,9 @@ class Killed(FakePredictor):
         return super().predict(crops)
 
 
-faceproc.predict.AgeGenderPredictor = Killed
 before = signal.getsignal(signal.SIGTERM)
 try:
-    annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(shard_size=1), engine="local")
+    annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(shard_size=1), engine="local", models=FakeModels(Killed))
 except Interrupted as e:
     print("INTERRUPTED", e, "HANDLER_RESTORED", signal.getsignal(signal.SIGTERM) == before)
     sys.exit(130)
@@ -304,13 +302,13 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, fakes):  # noqa: F
     assert not (out / LOCK).exists() and not (out / "_staging").exists()
     committed = {p.stem for p in (out / "_shards").glob("*.json")}
     assert 0 < len(committed) < 8 and {p.stem for p in (out / "images").glob("*.parquet")} == committed
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=1), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=1), engine="local", models=fakes)
     assert len(pd.read_parquet(out / "images")) == 8
 
 
 def test_every_run_leaves_its_log_in_the_output(tmp_path, fakes):  # noqa: F811
     make_tree(tmp_path / "in")
-    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(), engine="local", models=fakes)
     text = (tmp_path / "out" / "faceproc.log").read_text()
     assert "to do in" in text and "shard" in text
 
@@ -331,11 +329,11 @@ def test_lock_of_a_killed_driver_is_taken_over(tmp_path, fakes):  # noqa: F811
     started = psutil.Process(child.pid).create_time()
     child.kill()  # not waited for: a zombie
     (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid, "process_start": started}))
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
     child.wait()
     # a live process with another start time (a reused pid) does not hold the lock either
     (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "process_start": 1.0}))
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
     assert len(pd.read_parquet(out / "images")) == 8
 
 
@@ -345,7 +343,7 @@ def test_backend_start_up_chatter_stays_off_the_terminal():
     import subprocess
     import sys
 
-    code = "from faceproc.predict import import_backend_quietly; k = import_backend_quietly(); print(k.__name__)"
+    code = "from faceproc.agegender.backend import import_backend_quietly; k = import_backend_quietly(); print(k.__name__)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "keras", r.stderr
     assert "absl" not in r.stderr and "cuda" not in r.stderr.lower() and "oneDNN" not in r.stderr, r.stderr

@@ -1,4 +1,4 @@
-"""The two age/gender variants exactly as specified, plus safe loading and saving with a model card.
+"""The age/gender architectures: the registry of variants (one entry each) and the Keras builders.
 
 frozen:   MobileNetV2(include_top=False, ImageNet, not trainable) -> GAP -> Dropout(0.5)
           -> age Dense(1, linear), gender Dense(1, sigmoid); MSE + BCE; Adam(); MAE + accuracy.
@@ -6,17 +6,14 @@ unfrozen: the same with BatchNormalization after the pooling, backbone trainable
 
 Plain Keras 3 (no TensorFlow-only ops), so the same code builds and trains under JAX or PyTorch.
 Preprocessing (`mobilenet_v2.preprocess_input`, x/127.5 - 1) is applied outside the graph; the model
-card records it so inference reads it instead of repeating constants.
+card records its name and the input size, and inference takes both from the card (agegender/spec.py), so
+these constants are only what new models are built and trained with.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 INPUT_SIZE = 128
 NORMALISATION = "mobilenet_v2.preprocess_input: RGB float32, x / 127.5 - 1"
@@ -34,6 +31,7 @@ class Variant:
     # when the backbone is frozen); "end_to_end": augmented crops through the whole model.
     training: str
     default_weights: str  # file name of the shipped weights in the weights folder
+    input_size: int = INPUT_SIZE  # square RGB input, pixels; cards record it, crop policies cut it
 
     @property
     def architecture(self) -> str:
@@ -67,17 +65,19 @@ def preprocess(crops_uint8):
     return np.asarray(crops_uint8).astype(np.float32) / 127.5 - 1.0
 
 
+# Normalisations this code applies, by the name model cards give them (a card naming another is refused).
+NORMALISATIONS = {NORMALISATION: preprocess}
+
+
 def _keras():
     import keras
 
     return keras
 
 
-def build_backbone(weights: str | None):
+def build_backbone(weights: str | None, size: int = INPUT_SIZE):
     keras = _keras()
-    return keras.applications.MobileNetV2(
-        input_shape=(INPUT_SIZE, INPUT_SIZE, 3), include_top=False, weights=weights, alpha=1.0
-    )
+    return keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False, weights=weights, alpha=1.0)
 
 
 def build_head(features, variant: str, name_prefix: str = ""):
@@ -108,13 +108,13 @@ def compile_model(model, variant: str, age_loss: str = "mse", learning_rate: flo
 
 
 def build_model(variant: str, backbone_weights: str | None = "imagenet", compile: bool = True, **compile_kwargs):
-    """The full 128x128x3 -> {age, gender} model of one variant, ImageNet-initialised."""
+    """The full (size x size x 3) -> {age, gender} model of one variant, ImageNet-initialised."""
     v = get_variant(variant)
     keras = _keras()
     if backbone_weights not in (None, "imagenet") and not Path(backbone_weights).exists():
         raise FileNotFoundError(f"backbone weights not found: {backbone_weights}")
-    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
-    base = build_backbone(backbone_weights)
+    inputs = keras.Input((v.input_size, v.input_size, 3), name="image")
+    base = build_backbone(backbone_weights, v.input_size)
     base.trainable = v.backbone_trainable
     # A frozen backbone runs in inference mode, so its batch-norm statistics stay ImageNet's.
     x = base(inputs) if v.backbone_trainable else base(inputs, training=False)
@@ -132,102 +132,3 @@ def build_frozen(backbone_weights: str | None = "imagenet", **kw):
 
 def build_unfrozen(backbone_weights: str | None = "imagenet", **kw):
     return build_model("unfrozen", backbone_weights, **kw)
-
-
-# ---------------------------------------------------------------------------------------- files
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def card_path(model_path: str | os.PathLike) -> Path:
-    return Path(model_path).with_suffix(".json")
-
-
-def read_card(model_path: str | os.PathLike) -> dict[str, Any]:
-    p = card_path(model_path)
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def model_version(model_path: str | os.PathLike, card: dict | None = None) -> str:
-    card = read_card(model_path) if card is None else card
-    return card.get("version") or f"sha256:{file_sha256(model_path)[:12]}"
-
-
-def load_model(path: str | os.PathLike, compile: bool = False):
-    """Load a .keras file in Keras safe mode: a file that needs arbitrary code (Lambda layers,
-    pickled functions) is refused, never executed."""
-    keras = _keras()
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
-    if path.suffix != ".keras":
-        raise ValueError(f"expected a Keras 3 .keras file, got {path.name}")
-    try:
-        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except ValueError as e:
-        if "safe_mode" in str(e) or "unsafe" in str(e).lower() or "lambda" in str(e).lower():
-            raise UnsafeModelError(f"{path} needs unsafe deserialisation and was refused: {e}") from None
-        raise
-    outs = model.output if isinstance(model.output, dict) else None
-    if outs is None or set(outs) != {"age", "gender"} or tuple(model.input_shape[1:]) != (INPUT_SIZE, INPUT_SIZE, 3):
-        raise ValueError(f"{path} is not a faceproc age/gender model (input {model.input_shape}, outputs {list(outs or [])})")
-    return model
-
-
-class UnsafeModelError(ValueError):
-    pass
-
-
-def save_model(model, path: str | os.PathLike, card: dict[str, Any]) -> dict[str, Any]:
-    """Write the .keras file atomically, then its model card (with size, sha256 and version)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    sha = file_sha256(path)
-    card = {
-        "input_size": [INPUT_SIZE, INPUT_SIZE, 3],
-        "normalisation": NORMALISATION,
-        **card,
-        "file": path.name,
-        "bytes": path.stat().st_size,
-        "sha256": sha,
-    }
-    card.setdefault("version", f"{card.get('variant', 'model')}-{sha[:12]}")
-    _write_card(path, card)
-    return card
-
-
-def _write_card(model_path: Path, card: dict[str, Any]) -> None:
-    from .schema import write_text_atomic
-
-    write_text_atomic(json.dumps(card, indent=2, default=str), card_path(model_path))
-
-
-def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike | None = None,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Copy model + card to <weights dir>/<variant>.keras/.json; the card keeps its training record."""
-    src = Path(model_path)
-    dest_dir = Path(dest) if dest else Path(__file__).parent / "weights"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    card = read_card(src)
-    if card.get("variant") not in (None, variant):
-        raise ValueError(f"{src} is a {card.get('variant')} model, not {variant}")
-    target = dest_dir / f"{variant}.keras"
-    tmp = target.with_name(target.stem + ".tmp.keras")
-    # Loaded without compiling, the model is saved without optimizer state (Adam's two moments would
-    # triple a fine-tuned model's file); inference never needs it, resuming uses the run's checkpoint.
-    load_model(src, compile=False).save(tmp)
-    os.replace(tmp, target)
-    sha = file_sha256(target)
-    card.update(extra or {})
-    card.update(file=target.name, bytes=target.stat().st_size, sha256=sha, variant=variant,
-                version=f"{variant}-{sha[:12]}")
-    _write_card(target, card)
-    return card
