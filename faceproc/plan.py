@@ -39,6 +39,23 @@ class ModelFactory:
         return AgeGenderPredictor(spec)
 
 
+# A factory named here ("module:Class") replaces the real models for whole processes that a test starts
+# (the CLI in a child process, a run a test kills); in-process callers pass `models=` instead.
+ENV_MODEL_FACTORY = "FACEPROC_MODEL_FACTORY"
+
+
+def default_factory() -> ModelFactory:
+    import os
+
+    named = os.environ.get(ENV_MODEL_FACTORY)
+    if not named:
+        return ModelFactory()
+    import importlib
+
+    module, _, attr = named.partition(":")
+    return getattr(importlib.import_module(module), attr)()
+
+
 def result_fingerprint(cfg: Config, detector_label: str | None, model_label: str) -> dict[str, Any]:
     """What the rows depend on: every setting not marked SAME_ROWS (by section, from the config's own field
     metadata, so a new section or setting cannot be left out), which detector file and model, and the row
@@ -60,7 +77,7 @@ class RunPlan:
     @classmethod
     def resolve(cls, cfg: Config, models: ModelFactory | None = None) -> "RunPlan":
         """Find, fetch (at most once) and check both models; one clear error for a missing, corrupt or refused one."""
-        models = models or ModelFactory()
+        models = models or default_factory()
         detector, model = models.resolve(cfg)
         f = detector.file
         summary = {"model": model.label, "detector": {"kind": detector.kind, "label": detector.label,

@@ -49,11 +49,13 @@ def rng():
 
 
 @pytest.fixture
-def fakes():
-    """The stand-in detector and age/gender model (tests.helpers): pass it on as annotate(..., models=fakes)."""
-    from tests.helpers import FakeModels
+def fakes(monkeypatch):
+    """The stand-in detector and age/gender model (tests.helpers): pass it on as annotate(..., models=fakes);
+    runs started without `models` (the CLI, in this process or a child) get them through the factory's
+    environment variable."""
+    from tests.helpers import install_fakes
 
-    return FakeModels()
+    return install_fakes(monkeypatch.setenv)
 
 
 def _free_port() -> int:

@@ -41,6 +41,22 @@ class FakePredictor:
         return np.full(len(crops), 33.0, np.float32), np.full(len(crops), 0.8, np.float32)
 
 
+def install_fakes(setter=None):
+    """Name the stand-ins' factory for every run of this process and its children. `setter`: a pytest
+    monkeypatch's setenv (or setattr: its monkeypatch is used), so the test undoes it; otherwise (a child
+    process that a test kills) os.environ is set for good."""
+    import os
+
+    from faceproc.plan import ENV_MODEL_FACTORY
+
+    mp = getattr(setter, "__self__", None)
+    if mp is not None and hasattr(mp, "setenv"):
+        mp.setenv(ENV_MODEL_FACTORY, "tests.helpers:FakeModels")
+    else:
+        os.environ[ENV_MODEL_FACTORY] = "tests.helpers:FakeModels"
+    return FakeModels()
+
+
 class FakeModels(ModelFactory):
     """The stand-ins behind the factory the executors take (a plain class of this module: picklable). The
     age/gender spec is resolved for real (tests use random-init settings, which need no file)."""
