@@ -13,7 +13,7 @@ import pytest
 from faceproc.agegender.spec import ModelCardMismatch, ModelSpec
 from faceproc.config import SAME_ROWS, Config, ModelConfig
 from faceproc.configcheck import walk
-from faceproc.plan import RunPlan, result_fingerprint
+from faceproc.plan import ModelFactory, RunPlan, result_fingerprint
 from tests.conftest import INSIGHTFACE_ROOT, requires_shared
 
 DET = INSIGHTFACE_ROOT / "models" / "buffalo_m" / "det_2.5g.onnx"
@@ -152,7 +152,7 @@ def test_a_worker_keeps_no_model_bytes_once_loaded(fakes):
 
     cfg = Config()
     cfg.model.random_init = True
-    plan = RunPlan.resolve(cfg).for_workers(1, portable=True)
+    plan = RunPlan.resolve(cfg, ModelFactory()).for_workers(1, portable=True)  # the real files (fakes: only loading)
     assert plan.detector.file.data and plan.detector.file.data[:4] == DET.read_bytes()[:4]
     annotator = Annotator(replace(plan, models=fakes))
     assert annotator.plan.detector.file.data is None and annotator.plan.fingerprint == plan.fingerprint

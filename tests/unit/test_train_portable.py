@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from faceproc.data.split import validation_half
+
 pytest.importorskip("keras")
 
 from faceproc.data.cache import CACHE_SCHEMA, cache_records, load_cache  # noqa: E402
@@ -56,8 +58,11 @@ def test_prepare_data_from_a_cache_alone(tmp_path):
     pack_cache(tmp_path / "c.parquet", tmp_path / "packed.parquet")
     cfg = TrainConfig(variant="unfrozen", datasets=[], cache=str(tmp_path / "packed.parquet"), val_fraction=0.25)
     data = prepare_data(cfg, tmp_path / "run")
-    assert set(data["val"]["key"]) == {k for k, v in split.items() if v == "val"}
-    assert len(data["train"]["key"]) + len(data["val"]["key"]) == 40
+    # the validation people in two halves: selection (val) and report, apart, together the split's val
+    assert set(data["val"]["key"]) | set(data["report"]["key"]) == {k for k, v in split.items() if v == "val"}
+    assert {validation_half(k) for k in data["val"]["key"]} == {"select"}
+    assert {validation_half(k) for k in data["report"]["key"]} == {"report"}
+    assert len(data["train"]["key"]) + len(data["val"]["key"]) + len(data["report"]["key"]) == 40
     with pytest.raises(ValueError, match="no training data"):
         prepare_data(TrainConfig(datasets=[], cache=str(tmp_path / "missing.parquet")), tmp_path / "run")
 
