@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .storage import is_uri, list_files
+from .storage import is_uri, list_objects
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
@@ -29,6 +29,10 @@ class FileEntry:
     path: str
     hidden: bool = False
     size: int | None = None  # known from an object-store listing (saves a request per photo)
+    # From the walk's stat (an object store: its listing's mtime): what a rerun compares (faceproc/changes.py).
+    mtime_ns: int | None = None
+    dev: int | None = None
+    ino: int | None = None
 
 
 @dataclass
@@ -99,7 +103,7 @@ def walk_images(root: str, disc: Discovery, exclude: list[str] | tuple = ()):
             if is_dir:
                 subdirs.append(e)
             elif _is_image_name(e.name):
-                files.append(FileEntry(os.path.join(d, e.name), hidden or e.name.startswith(".")))
+                files.append(_entry(os.path.join(d, e.name), hidden or e.name.startswith("."), e))
             else:
                 disc.n_ignored += 1
         if files:
@@ -110,11 +114,21 @@ def walk_images(root: str, disc: Discovery, exclude: list[str] | tuple = ()):
     root = os.path.abspath(root)
     if os.path.isfile(root):
         if _is_image_name(root):
-            yield os.path.dirname(root), [FileEntry(root, os.path.basename(root).startswith("."))]
+            yield os.path.dirname(root), [_entry(root, os.path.basename(root).startswith("."))]
         else:
             disc.n_ignored += 1
     else:
         yield from visit(root, False)
+
+
+def _entry(path: str, hidden: bool, dirent=None) -> FileEntry:
+    """A local file with its stat (following links, as decoding does); a file that cannot be stat'ed gets
+    none and its row says why."""
+    try:
+        st = dirent.stat() if dirent is not None else os.stat(path)
+    except OSError:
+        return FileEntry(path, hidden)
+    return FileEntry(path, hidden, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
 
 def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
@@ -122,7 +136,7 @@ def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
     "folders" are the key prefixes up to the last slash. A prefix in `exclude` (the run's output) is skipped."""
     skip = tuple(e.rstrip("/") + "/" for e in exclude if is_uri(e))
     by_dir: dict[str, list[FileEntry]] = {}
-    for path, size in list_files(uri):
+    for path, size, mtime_ns in list_objects(uri):
         if skip and path.startswith(skip):
             continue
         d, name = path.rsplit("/", 1)
@@ -131,7 +145,7 @@ def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
             continue
         rel = path[len(uri.rstrip("/")) + 1:] if path != uri else name
         hidden = any(part.startswith(".") for part in rel.split("/"))
-        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size))
+        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size, mtime_ns))
     for d in sorted(by_dir):
         yield d, by_dir[d]
 
