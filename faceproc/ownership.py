@@ -170,7 +170,7 @@ def scan(store: Store) -> dict:
     # files of a first run that stopped before its manifest, and empty folders of faceproc's names.
     beyond = [n + ("/" if k == "dir" else "") for n, k in top
               if not (n in ("faceproc.log", LOCK) or is_temp(n) or (k == "dir" and n in DIRS and not listing.get(n)))]
-    return {"unknown": unknown, "recorded": recorded, "manifest": state, "has_state": bool(recorded),
+    return {"unknown": sorted(unknown), "recorded": recorded, "manifest": state, "has_state": bool(recorded),
             "empty": not top, "beyond_fresh": beyond}
 
 

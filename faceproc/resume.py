@@ -75,6 +75,11 @@ def resume(out: Store, files: list, fp: dict, force: bool = False, prune: bool =
         if marker is not None:
             done[marker["shard"]] = marker
     changed = ch.changed_paths()
+    if changed or missing:  # their previews show rows that are gone (the report draws the current ones again)
+        from .preview import preview_name
+
+        for p in changed + missing:
+            out.delete(f"previews/{preview_name(p)}")
     if changed:
         log.info("%d file(s) changed since they were done, done again: %s", len(changed), _shown(changed, {}))
     if missing:
