@@ -115,6 +115,14 @@ def test_same_size_edit_is_redone_and_a_copy_keeping_mtime_needs_verify(tmp_path
     annotate([str(d)], out, cfg, engine="local", verify=True)
     assert files_run(out) == 1
     assert_equals_fresh(tmp_path, [str(d)], out, "fresh2")
+    # another file moved over it (a restore, `mv`), with the same size and mtime: another inode
+    st = (d / "3.bmp").stat()
+    bmp(tmp_path / "other.bmp", face=True, shade=60)
+    os.utime(tmp_path / "other.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp_path / "other.bmp", d / "3.bmp")
+    annotate([str(d)], out, cfg, engine="local")
+    assert files_run(out) == 1
+    assert_equals_fresh(tmp_path, [str(d)], out, "fresh3")
 
 
 def test_compacted_shards_keep_their_files_records(tmp_path, fakes):
@@ -216,6 +224,7 @@ def test_recut_cut_short_keeps_rows_exactly_once(tmp_path, fakes, monkeypatch, c
         annotate([str(tmp_path / "in")], out, cfg, engine="local")
     monkeypatch.setattr(R, crash_at, real)
     annotate([str(tmp_path / "in")], out, cfg, engine="local")
+    assert files_run(out) == 1  # the unchanged files' rows survived the crash: only the changed file is done
     assert not list((out / "_shards").glob("*.open"))
     assert_equals_fresh(tmp_path, [str(tmp_path / "in")], out)
     assert len(list((out / "images").glob("*.parquet"))) == len(list((out / "_shards").glob("*.json")))
