@@ -249,3 +249,23 @@ def test_s3_input_overwritten_with_the_same_size_is_redone(s3_server, tmp_path, 
     images = pd.read_parquet(out / "images").set_index("image_path")
     assert images.loc[f"{src}/1.bmp", "n_faces"] == 1 and images.index.is_unique
     assert_equals_fresh(tmp_path, [src], out)
+
+
+def test_verify_counts_a_file_readable_again_as_changed(tmp_path):
+    """A file that could not be read when it was done (no content hash) and can be read now, with its stat
+    unchanged (permissions fixed): --verify does it again; without, it is kept."""
+    from faceproc.changes import compare
+    from faceproc.discover import discover
+
+    bmp(tmp_path / "a.bmp")
+    bmp(tmp_path / "b.bmp", shade=50)
+    files = discover([str(tmp_path)]).files
+    marker = {"shard": "s", "paths": [f.path for f in files], "stats": [[f.size, f.mtime_ns, f.ino] for f in files],
+              "hashes": [None, hash_of(tmp_path / "b.bmp")]}
+    assert compare({"s": marker}, files).kept == 2
+    ch = compare({"s": marker}, files, verify=True)
+    assert ch.changed == {"s": [str(tmp_path / "a.bmp")]} and ch.kept == 1
+
+
+def hash_of(path):
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
