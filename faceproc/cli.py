@@ -92,7 +92,6 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
     from .detect import DetectorUnavailable
     from .engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,
                          annotate as run)
-
     from .ownership import OutputRefused
 
     inputs = list(inputs) + list(more_inputs)

@@ -35,6 +35,10 @@ _STAGED = re.compile(rf"^{_SID}\.(faces|images)\.parquet$")
 _SHARD_RECORD = re.compile(rf"^({_SID})\.(json|open)$")
 _PREVIEW = re.compile(r"^.{1,60}-[0-9a-f]{8}\.jpg$", re.S)  # faceproc.preview.preview_name
 SHOW = 20  # entries named in a message
+# What a file browser leaves in a folder it has shown (Finder, Explorer, KDE): not a user's data and not
+# faceproc's to remove, so tolerated and left alone; in faces/ and images/ only hidden ones, since readers
+# of those folders (pandas, pyarrow) skip names that start with a dot and would fail on Thumbs.db.
+_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".directory"})
 
 
 class OutputRefused(RuntimeError):
@@ -47,6 +51,10 @@ def is_temp(name: str) -> bool:
 
 def is_staged(name: str) -> bool:
     return bool(_STAGED.match(name))
+
+
+def is_litter(name: str, hidden_only: bool = False) -> bool:
+    return (name in _LITTER and (name.startswith(".") or not hidden_only)) or name.startswith("._")
 
 
 def shard_file_id(name: str) -> str | None:
@@ -156,7 +164,7 @@ def scan(store: Store) -> dict:
         recorded |= {s for s in (manifest.get("shards") or {}) if re.fullmatch(_SID, s)}
     unknown = []
     for name, kind in top:
-        if kind == "dir" and name in DIRS:
+        if (kind == "dir" and name in DIRS) or (kind == "file" and is_litter(name)):
             continue
         if kind != "file" or not (name in TOP_FILES or is_temp(name)):
             unknown.append(name + ("/" if kind == "dir" else ""))
@@ -164,14 +172,20 @@ def scan(store: Store) -> dict:
              **{t: lambda n: shard_file_id(n) in recorded for t in TABLE_DIRS}}
     for d, entries in listing.items():
         for name, kind in entries:
+            if kind == "file" and is_litter(name, hidden_only=d in TABLE_DIRS):
+                continue
             if kind != "file" or not (rules[d](name) or is_temp(name)):
                 unknown.append(f"{d}/{name}" + ("/" if kind == "dir" else ""))
     # What a folder without a manifest may hold and still be taken for a new output: a log, a lock and temp
-    # files of a first run that stopped before its manifest, and empty folders of faceproc's names.
+    # files of a first run that stopped before its manifest, and folders of faceproc's names with nothing in them.
+    def bare(d):
+        return all(k == "file" and is_litter(n) for n, k in listing.get(d, []))
+
     beyond = [n + ("/" if k == "dir" else "") for n, k in top
-              if not (n in ("faceproc.log", LOCK) or is_temp(n) or (k == "dir" and n in DIRS and not listing.get(n)))]
+              if not (n in ("faceproc.log", LOCK) or is_temp(n) or (k == "file" and is_litter(n))
+                      or (k == "dir" and n in DIRS and bare(n)))]
     return {"unknown": sorted(unknown), "recorded": recorded, "manifest": state, "has_state": bool(recorded),
-            "empty": not top, "beyond_fresh": beyond}
+            "empty": all(k == "file" and is_litter(n) for n, k in top), "beyond_fresh": beyond}
 
 
 def _named(paths: list[str]) -> str:

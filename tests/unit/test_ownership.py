@@ -117,6 +117,28 @@ def test_faceprocs_own_leftovers_are_fine(tmp_path, fakes):
     assert len(pd.read_parquet(out / "images")) == 7
 
 
+def test_what_a_file_browser_leaves_is_tolerated_and_left_alone(tmp_path, fakes):
+    """Opening the output in Finder or Explorer leaves .DS_Store / Thumbs.db: not a reason to refuse the
+    nightly run, and not faceproc's to remove; a Thumbs.db among the tables (which readers would choke on) is
+    named instead."""
+    photos(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".DS_Store").write_bytes(b"finder")  # a new folder someone looked at: still empty for faceproc
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(previews=1), engine="local")
+    litter = [out / "Thumbs.db", out / "previews" / ".DS_Store", out / "images" / ".DS_Store",
+              out / "images" / "._abc.parquet"]
+    for p in litter:
+        p.write_bytes(b"litter")
+    other = cfg_for_tests(previews=1)
+    other.detector.threshold = 0.7
+    annotate([str(tmp_path / "in")], out, other, engine="local", force=True)
+    assert all(p.read_bytes() == b"litter" for p in litter) and len(pd.read_parquet(out / "images")) == 4
+    (out / "images" / "Thumbs.db").write_bytes(b"explorer")
+    with pytest.raises(OutputRefused, match="images/Thumbs.db"):
+        annotate([str(tmp_path / "in")], out, other, engine="local")
+
+
 def test_table_files_are_recorded_before_they_exist(tmp_path, fakes):
     """A shard file faceproc wrote but never committed (killed between its move and its marker) is known by
     its intent record and cleared; the same file without any record is not faceproc's to remove."""
