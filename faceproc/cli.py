@@ -73,33 +73,40 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--engine", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="ray: local Ray (or RAY_ADDRESS cluster); local: in this process.")
 @click.option("--shard-size", type=int, default=None, help="At most this many files per shard.  [default: 256]")
-@click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
+@click.option("--force", is_flag=True,
+              help="Discard an earlier run in OUTPUT made with other settings (only files faceproc wrote are removed).")
+@click.option("--prune", is_flag=True, help="Drop the rows of files no longer among the inputs (deleted, renamed).")
+@click.option("--verify", is_flag=True, help="Re-hash files whose size and mtime are unchanged (copies that keep mtime).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON (for scripts and Ray jobs).")
 @click.option("--random-init", is_flag=True, help="An untrained model: tests and benchmarks only.")
 @click.option("--follow-external-symlinks", is_flag=True, default=None,
               help="Follow symlinks that lead outside the inputs (default: counted, not followed).")
 def annotate(inputs, more_inputs, output, model, config, batch_size, limit, previews, workers, engine, shard_size, force,
-             as_json, random_init, follow_external_symlinks) -> None:
+             prune, verify, as_json, random_init, follow_external_symlinks) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS (folders, files or s3:// prefixes).
 
     Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
     ~/.insightface, downloaded once), FACEPROC_DETECTOR_PACK, FACEPROC_DETECTOR_FILE (an SCRFD .onnx),
     FACEPROC_WEIGHTS_DIR (age/gender weights; default: shipped in the package). Exit status: 0 done,
-    1 error or refusal, 2 some shards unfinished (rerun), 64 bad command line, 130 interrupted.
+    1 error or refusal (also: an OUTPUT that is an input, inside one, or holds files faceproc did not write),
+    2 some shards unfinished (rerun), 64 bad command line, 130 interrupted.
     """
     from .detectors.files import DetectorUnavailable
     from .engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,
                          annotate as run)
+    from .ownership import OutputRefused
 
     inputs = list(inputs) + list(more_inputs)
     if not inputs:
         raise click.UsageError("give at least one input (INPUTS or --input)")
+    if not output.strip():
+        raise click.UsageError("-o/--output is empty: name a folder for faceproc's output")
     cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size, "run.shard_size": shard_size,
                                   "run.previews": previews, "run.workers": workers,
                                   "model.random_init": random_init or None,
                                   "run.follow_external_symlinks": follow_external_symlinks or None})
     try:
-        rep = run(inputs, output, cfg, engine=engine, force=force, limit=limit)
+        rep = run(inputs, output, cfg, engine=engine, force=force, limit=limit, prune=prune, verify=verify)
     except DiskFull as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
@@ -107,7 +114,7 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
         click.echo(str(e), err=True)
         sys.exit(130)
     except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ClusterUnreachable,
-            DetectorUnavailable, ValueError) as e:
+            DetectorUnavailable, ValueError, OutputRefused) as e:
         raise click.ClickException(str(e)) from None
     if as_json:
         import resource

@@ -99,8 +99,9 @@ def _fast(data: bytes, im: Image.Image) -> np.ndarray | None:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
-    """Raise DecodeFailure with a status from decode.STATUSES on any problem."""
+def decode_file(path: str, cfg: DecodeConfig | None = None, digest=None) -> Decoded:
+    """Raise DecodeFailure with a status from decode.STATUSES on any problem. `digest` (a hashlib-like
+    object) is fed the file's bytes as they are read: the row's content hash costs no second read."""
     cfg = cfg or DecodeConfig()
     raw = extension(path) in F.RAW_EXTENSIONS
     if is_uri(path):  # an object in a store: fetched whole (a photo is a few MB), then decoded the same way
@@ -108,15 +109,23 @@ def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
             data = read_bytes(path)
         except OSError as e:
             raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e}") from None
+        if digest is not None:
+            digest.update(data)
         return _decode(io.BytesIO(data), len(data), cfg, raw)
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or stream forever
             raise DecodeFailure(UNREADABLE, "not a regular file")
-        if st.st_size > _IN_MEMORY:  # Pillow (and LibRaw) stream it from the file
+        if st.st_size > _IN_MEMORY:  # Pillow (and LibRaw) stream it from the file (hashed in a pass of its own)
+            if digest is not None:
+                with open(path, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        digest.update(chunk)
             return _decode(open(path, "rb"), st.st_size, cfg, raw)
         with open(path, "rb") as fh:
             data = fh.read()
+        if digest is not None:
+            digest.update(data)
     except OSError as e:
         raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from None
     return _decode(io.BytesIO(data), len(data), cfg, raw)

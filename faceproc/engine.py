@@ -346,11 +346,19 @@ def annotate(
     progress: bool | None = None,
     models: ModelFactory | None = None,
     plan: RunPlan | None = None,
+    prune: bool = False,
+    verify: bool = False,
 ) -> dict[str, Any]:
     """Annotate every image under `inputs` into `out`; resumable; returns the run summary. `models`: how the
-    plan's specs become models (tests: stand-ins); `plan`: one resolved already (then `cfg` is its config)."""
+    plan's specs become models (tests: stand-ins); `plan`: one resolved already (then `cfg` is its config).
+    `force`: start again when the settings changed; `prune`: drop the rows of files no longer among the
+    inputs; `verify`: re-hash files whose stat is unchanged (faceproc/resume.py)."""
+    from .ownership import check_location, check_owned
+
     cfg = plan.config if plan else cfg or Config()
+    check_location(inputs, out)  # -o "", an input, inside one or holding one: refused before anything is written
     out = Store(out)  # a local folder or an object-store prefix (s3://bucket/runs/r1)
+    check_owned(out)  # a folder faceproc did not write, or holding files it did not write: refused
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
     disc = discover(inputs, exclude=[str(out)],  # raises on a missing input, before any work
                     follow_external_symlinks=cfg.run.follow_external_symlinks)
@@ -370,7 +378,7 @@ def annotate(
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     try:
-        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan)
+        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan, prune, verify)
     except OSError as e:
         if _is_disk_full(e):
             _remove_uncommitted(out)
@@ -392,47 +400,17 @@ def annotate(
 
 
 def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, limit, progress, disc,
-                     plan: RunPlan) -> dict[str, Any]:
+                     plan: RunPlan, prune: bool = False, verify: bool = False) -> dict[str, Any]:
+    from .resume import resume
+
     if limit:
         disc = _limit(disc, limit)
     model_label, fp = plan.model.label, plan.fingerprint
-    mpath = out.where(MANIFEST)
-    try:
-        old = json.loads(out.read_text(MANIFEST)) if out.exists(MANIFEST) else None
-    except (OSError, ValueError) as e:
-        if not force:
-            raise RunConfigMismatch(f"{mpath} is unreadable ({e}): the run it describes cannot be resumed. "
-                                    f"Use a new output folder, or --force to discard the old rows and start again.") from None
-        old = {"fingerprint": None}
-    if old and old.get("fingerprint") != fp:
-        if not force:
-            diff = "; ".join(_diff(old.get("fingerprint", {}), fp))
-            raise RunConfigMismatch(
-                f"{out} holds a run with different settings ({diff}). Use a new output folder, or --force "
-                f"to discard the old rows and start again."
-            )
-        for sub in ("faces", "images", SHARD_DIR, "previews"):
-            out.delete_tree(sub)
-        old = None
+    # What the output already holds: kept, done again (changed files), refused or pruned (faceproc/resume.py).
+    state = resume(out, disc.files, fp, force=force, prune=prune, verify=verify)
+    old, done, todo_files = state.old, state.done, state.todo
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
-    done = committed_shards(out)
-    current = {f.path for f in disc.files}
-    gone = sorted(sid for sid, m in done.items() if any(p not in current for p in m["paths"]))
-    if gone and not force:
-        # Fewer inputs than the committed rows cover (--limit, a folder left out or deleted): never drop rows silently.
-        dirs = sorted({done[g].get("dir", g) for g in gone})
-        raise RunConfigMismatch(
-            f"{out} holds finished rows of {len(gone)} shard(s) that these inputs do not cover "
-            f"({', '.join(dirs[:3])}{' ...' if len(dirs) > 3 else ''}). Rerun with the same inputs (and no smaller "
-            f"--limit) to keep them, or --force to remove those rows.")
-    for sid in gone:  # --force: their rows go; files of theirs still among the inputs are done again
-        remove_shard(out, sid)
-        del done[sid]
-    if gone:
-        log.info("removed the rows of %d shards that are no longer part of the inputs (--force)", len(gone))
-    _remove_uncommitted(out)
     done_paths = {p for m in done.values() for p in m["paths"]}
-    todo_files = [f for f in disc.files if f.path not in done_paths]
     # Every worker gets work whatever the folder layout, and all finish close together (cut_shards).
     workers = _ray_workers(cfg) if engine == "ray" and todo_files else 1
     todo = cut_shards(todo_files, cfg.run.shard_size, workers)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import decode as D
+from .changes import ContentDigest
 from .crop import crop_faces
 from .discover import FileEntry
 from .plan import RunPlan
@@ -62,21 +63,23 @@ class Annotator:
     # ------------------------------------------------------------------ one image
     def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
         t0 = time.perf_counter()
-        row = {**path_fields(entry.path), "bytes": None, "width": None, "height": None, "n_faces": 0,
+        row = {**path_fields(entry.path), "bytes": None, "mtime_ns": entry.mtime_ns, "inode": entry.ino,
+               "content_hash": None, "width": None, "height": None, "n_faces": 0,
                "status": D.OK, "error": None, "elapsed_ms": None, "shard": shard_id, "run_id": run_id}
         row["bytes"] = entry.size if entry.size is not None else file_size(entry.path)
         if entry.hidden:
             row.update(status=D.SKIPPED_HIDDEN, error="hidden file or folder")
             return _Pending(row, [], None, time.perf_counter() - t0)
+        digest = ContentDigest()  # fed the bytes decoding reads
         try:
-            dec = D.decode_file(entry.path, self.plan.decode)
+            dec = D.decode_file(entry.path, self.plan.decode, digest)
         except D.DecodeFailure as e:
-            row.update(status=e.status, error=e.message, width=e.width, height=e.height)
+            row.update(status=e.status, error=e.message, width=e.width, height=e.height, content_hash=digest.value())
             return _Pending(row, [], None, time.perf_counter() - t0)
         except Exception as e:  # a decoder bug must cost one row, not the shard
-            row.update(status=D.CORRUPT, error=f"{type(e).__name__}: {e}")
+            row.update(status=D.CORRUPT, error=f"{type(e).__name__}: {e}", content_hash=digest.value())
             return _Pending(row, [], None, time.perf_counter() - t0)
-        row.update(width=dec.width, height=dec.height)
+        row.update(width=dec.width, height=dec.height, content_hash=digest.value())
         try:
             det = self.detector.detect(dec.rgb, scale=dec.scale)  # post-processed in detectors.base.finish
             crops = crop_faces(dec.rgb, det.boxes, det.kps, policy=self.policy)

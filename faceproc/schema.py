@@ -41,6 +41,11 @@ IMAGES = pa.schema(
         pa.field("image_path", pa.string(), nullable=False),
         pa.field("image_path_bytes", pa.binary()),  # see FACES
         pa.field("bytes", pa.int64()),
+        # what a rerun compares (faceproc/changes.py): the stat discovery saw, and blake2b-128 (hex) of the bytes
+        # read for decoding (null when nothing was read); equal hashes are duplicate photos
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("inode", pa.uint64()),
+        pa.field("content_hash", pa.string()),
         pa.field("width", pa.int32()),  # original pixels, display orientation; null when unknown
         pa.field("height", pa.int32()),
         pa.field("n_faces", pa.int32()),
@@ -65,7 +70,8 @@ def _with_pandas_types(schema: pa.Schema, ints: dict[str, str]) -> pa.Schema:
 
 
 FACES = _with_pandas_types(FACES, {"face_index": "Int32"})
-IMAGES = _with_pandas_types(IMAGES, {"bytes": "Int64", "width": "Int32", "height": "Int32", "n_faces": "Int32"})
+IMAGES = _with_pandas_types(IMAGES, {"bytes": "Int64", "mtime_ns": "Int64", "inode": "UInt64", "width": "Int32",
+                                     "height": "Int32", "n_faces": "Int32"})
 TABLES = {"faces": FACES, "images": IMAGES}
 
 # The one status vocabulary of `images.status` (decode, pipeline, report, previews and the crop cache use it).
@@ -85,7 +91,7 @@ READ_OK = (OK, NO_FACES)  # the file was read; every other status is a failure w
 
 # Bumped whenever a column is added, removed or changes meaning; recorded in the manifest, so a rerun into
 # an output folder written under another version is refused instead of mixing shards of both.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: images.mtime_ns, inode, content_hash (change detection per file)
 
 
 def path_fields(path: str) -> dict:

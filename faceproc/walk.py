@@ -23,11 +23,11 @@ class FileEntry:
     path: str
     hidden: bool = False
     size: int | None = None  # from the walk's stat, or an object-store listing (saves a request per photo)
-    # From the walk's own stat (0 when unknown: object stores, a file that could not be stat'ed); change
-    # detection on resume compares them.
-    mtime_ns: int = 0
-    dev: int = 0
-    ino: int = 0
+    # From the walk's own stat (an object store: its listing's mtime, no device or inode; None when unknown,
+    # e.g. a file that could not be stat'ed): what a rerun compares (faceproc/changes.py).
+    mtime_ns: int | None = None
+    dev: int | None = None
+    ino: int | None = None
 
 
 def extension(name: str) -> str:

@@ -28,7 +28,7 @@ BEFORE = {
     "detector_file": "det_2.5g.onnx:3292009",
     "model": {"flip_tta": True, "min_age": 0.0, "max_age": 100.0, "runtime": "auto", "random_init": False},
     "model_label": "unfrozen@unfrozen-258e7119e52e",
-    "schema_version": 2,
+    "schema_version": 3,  # 2 at 47872e7; bumped on purpose by new images columns (faceproc/schema.py)
 }
 
 

@@ -73,6 +73,7 @@ def test_report_size_is_bounded_on_a_100k_photo_output(tmp_path):
     status = rng.choice(["ok", "no_faces", "corrupt"], n, p=[0.5, 0.3, 0.2])
     nf = np.where(status == "ok", rng.integers(1, 6, n), 0)
     images = {"image_path": paths, "image_path_bytes": [None] * n, "bytes": rng.integers(1e5, 1e7, n).tolist(),
+                  "mtime_ns": [0] * n, "inode": list(range(n)), "content_hash": [None] * n,
               "width": [4000] * n, "height": [3000] * n, "n_faces": nf.tolist(), "status": status.tolist(),
               "error": [("cannot parse header: " + "x" * 80) if s == "corrupt" else None for s in status],
               "elapsed_ms": [100.0] * n, "shard": ["s0"] * n, "run_id": ["r"] * n}
