@@ -72,7 +72,7 @@ def check_cluster(address: str, timeout: float = PROBE_TIMEOUT) -> None:
 
             target = canonicalize_bootstrap_address(address) or address
         except Exception as e:  # noqa: BLE001 (a malformed address, no cluster found for "auto")
-            raise ClusterUnreachable(f"{where}: {str(e).splitlines()[0]}; {how}") from None
+            raise ClusterUnreachable(f"{where}: {str(e).splitlines()[0].rstrip('.')}; {how}") from None
         if target != address:
             where += f" (Ray connects to {target})"
     u = urlparse(target if "://" in target else f"tcp://{target}")
@@ -88,7 +88,7 @@ def check_cluster(address: str, timeout: float = PROBE_TIMEOUT) -> None:
         raise ClusterUnreachable(f"{where} does not answer ({e or type(e).__name__}); {how}") from None
     problem = _ray_rpc_problem(host, port, client=scheme == "ray", timeout=timeout)
     if problem:
-        raise ClusterUnreachable(f"{where} answers, but not as a Ray cluster ({problem}); {how}")
+        raise ClusterUnreachable(f"{where} is not a Ray cluster: something answers there, but not Ray ({problem}); {how}")
 
 
 def _ray_rpc_problem(host: str, port: int, client: bool, timeout: float) -> str | None:
@@ -113,7 +113,8 @@ def _ray_rpc_problem(host: str, port: int, client: bool, timeout: float) -> str 
             code = e.code()
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 return None  # a Ray cluster that wants a token: ray.init says so itself
-            detail = (e.details() or "").splitlines()[0][:160] if e.details() else ""
+            detail = (e.details() or "").splitlines()[0] if e.details() else ""
+            detail = detail.rsplit("last error: ", 1)[-1][:160]  # gRPC's "failed to connect ...; last error: X"
             return f"{code.name}{': ' + detail if detail else ''}"
 
 
@@ -187,18 +188,30 @@ def _keep_token_auth() -> bool:
     return False
 
 
-def stop_actors(ray, actors: list, refs, timeout: float = 5.0) -> None:
-    """A stopped run: kill its actors (no restart) and wait, briefly, until their tasks in flight have failed,
-    i.e. the actors are gone and none of them can still commit a shard after the driver's clean-up."""
+def stop_actors(actors: list, refs, timeout: float = 5.0) -> list:
+    """A stopped run: kill its actors (no restart) and wait, briefly, until their tasks in flight have ended,
+    i.e. the actors are gone and none of them can still commit a shard after the driver's clean-up. Returns
+    the results of the tasks that finished anyway (shards committed whole), for the manifest."""
+    import ray
+
+    if not actors or not ray.is_initialized():
+        return []
     for a in actors:
         try:
             ray.kill(a, no_restart=True)
         except Exception:  # noqa: BLE001 (already dead, or Ray going down)
             pass
-    pending = list(refs)
+    pending, finished = list(refs), []
     if pending:
         try:
-            ray.wait(pending, num_returns=len(pending), timeout=timeout)
+            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout)
         except Exception:  # noqa: BLE001
-            pass
-    log.info("stopped: %d workers killed, %d shards in flight dropped or committed whole", len(actors), len(pending))
+            ready = []
+        for ref in ready:
+            try:
+                finished.append(ray.get(ref, timeout=1))
+            except Exception:  # noqa: BLE001 (killed mid-shard: nothing of it is committed)
+                pass
+    log.info("stopped: %d workers killed; of %d shards in flight, %d had committed", len(actors), len(pending),
+             len(finished))
+    return finished

@@ -156,7 +156,8 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
     try:
         return _run_ray_actors(cfg, shards, out, run_id, on_done, actors, refs)
     except KeyboardInterrupt:
-        stop_actors(_init_ray(cfg), actors, refs)
+        for summary in stop_actors(actors, refs):
+            on_done(summary)
         raise
 
 
