@@ -133,6 +133,8 @@ class RunConfig:
     # Merge committed shards of fewer files than this (nightly runs add a few photos each) once 8 of them
     # have accumulated, into shards of up to shard_size files; 0 = never.
     compact_below: int = field(default=64, metadata=SAME_ROWS)
+    # Never download a model (the detector pack on first use): a missing one is an error (also FACEPROC_OFFLINE=1).
+    offline: bool = field(default=False, metadata=SAME_ROWS)
 
 
 @dataclass
@@ -370,4 +372,8 @@ def resolve_weights_dir(cfg: ModelConfig) -> Path:
 def resolve_backbone_weights(value: str | None = None) -> str | None:
     """`imagenet` (Keras download) unless a local .h5 is configured; `none` = random init (tests)."""
     v = value or os.environ.get(ENV_BACKBONE_WEIGHTS) or "imagenet"
+    from .offline import download_forbidden
+    if v == "imagenet" and (why := download_forbidden("the ImageNet MobileNetV2 backbone", "~/.keras/models",
+                                                      f"set {ENV_BACKBONE_WEIGHTS} to a local no-top .h5")):
+        raise FileNotFoundError(why)
     return None if v == "none" else v

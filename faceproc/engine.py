@@ -34,6 +34,7 @@ from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted
                        check_output, commit_shard, committed_shards, describe_model, remove_shard, result_fingerprint,
                        shard_marker)
 from .executors.local import local_workers, run_local as _run_local
+from .offline import set_offline
 from .signals import stop_on_signals as _stop_on_signals
 from .storage import Store
 
@@ -267,6 +268,7 @@ def annotate(
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
     disc = discover(inputs, exclude=[str(out)])  # raises on a missing input, before any work
     cfg = Config.from_dict(cfg.to_dict())  # preflight fills in resolved paths: the caller's config stays as given
+    set_offline(cfg.run.offline)  # no model download when offline (faceproc/offline.py)
     preflight(cfg)  # every model found (or fetched once) before anything is written
     check_output(out)
     release_lock = acquire_lock(out)

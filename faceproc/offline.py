@@ -1,0 +1,35 @@
+"""Offline mode: faceproc's only network call, the first download of a model, can be forbidden.
+
+`faceproc annotate` reads and writes local files (or the S3 store it is given) and talks to the Ray cluster
+it starts or is pointed at; the one call to the Internet is InsightFace's detector pack (`buffalo_m`, from
+InsightFace's GitHub releases) when it is not found under detector.scrfd.root / $FACEPROC_INSIGHTFACE_ROOT
+(and, for `faceproc train`, Keras's ImageNet MobileNetV2 backbone). With FACEPROC_OFFLINE=1 or
+`run.offline: true` a missing model is one clear error naming the file, where it was looked for and how
+to point at a local copy, and nothing is downloaded (docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV_OFFLINE = "FACEPROC_OFFLINE"
+
+_config = {"offline": False}  # run.offline of the run in progress (engine.annotate sets it)
+
+
+def set_offline(flag: bool) -> None:
+    """The run's config key run.offline (FACEPROC_OFFLINE=1 turns offline mode on whatever this says)."""
+    _config["offline"] = bool(flag)
+
+
+def offline() -> bool:
+    env = os.environ.get(ENV_OFFLINE, "").strip().lower()
+    return env in ("1", "true", "yes", "on") or _config["offline"]
+
+
+def download_forbidden(what: str, where: str, how: str) -> str | None:
+    """The one-line refusal to download `what` (not found at `where`) when offline mode is on, else None."""
+    if not offline():
+        return None
+    source = ENV_OFFLINE if os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on") else "run.offline"
+    return f"{what} not found at {where} and offline mode ({source}) forbids downloading it; {how}"
