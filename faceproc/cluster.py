@@ -42,7 +42,8 @@ def init_ray(cfg):
             log.info("starting an embedded Ray cluster for this run (set RAY_ADDRESS or run.ray_address to use another)")
             EMBEDDED["set_auth"] = _keep_token_auth()
             EMBEDDED["set_usage"] = _no_usage_stats()
-            ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
+            with _no_dashboard_process():
+                ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
             EMBEDDED["started"] = True
     return ray
 
@@ -120,7 +121,7 @@ def _ray_rpc_problem(host: str, port: int, client: bool, timeout: float) -> str 
 
 # ------------------------------------------------------------------------------ the embedded cluster
 
-EMBEDDED: dict[str, Any] = {"started": False, "set_auth": False, "set_usage": False, "thread": None}
+EMBEDDED: dict[str, Any] = {"started": False, "set_auth": False, "set_usage": None, "thread": None}
 
 
 def release_embedded_ray() -> None:
@@ -146,18 +147,51 @@ def wait_embedded_ray() -> None:
         os.environ.pop("RAY_AUTH_MODE", None)
         _refresh_ray_auth_mode()
     if EMBEDDED["set_usage"]:
-        os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
-    EMBEDDED.update(started=False, set_auth=False, set_usage=False, thread=None)
+        (was,) = EMBEDDED["set_usage"]
+        if was is None:
+            os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+        else:
+            os.environ["RAY_USAGE_STATS_ENABLED"] = was
+    EMBEDDED.update(started=False, set_auth=False, set_usage=None, thread=None)
 
 
-def _no_usage_stats() -> bool:
-    """The embedded cluster reports nothing to Ray's usage-stats server (its processes inherit this
-    variable). An explicit RAY_USAGE_STATS_ENABLED=1 is the user's choice and stays. Returns whether it set
-    the variable (the end of the run takes it away again)."""
-    if os.environ.get("RAY_USAGE_STATS_ENABLED") is not None:
-        return False
+def _no_usage_stats() -> tuple[str | None]:
+    """The embedded cluster reports nothing to Ray's usage-stats server: its processes inherit
+    RAY_USAGE_STATS_ENABLED=0 (Ray 2.60's ray.init sets it too, for clusters it starts, and leaves it set in
+    the driver). Returns the caller's value, which the end of the run puts back."""
+    was = os.environ.get("RAY_USAGE_STATS_ENABLED")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    return True
+    return (was,)
+
+
+class _no_dashboard_process:
+    """ray.init without the dashboard still starts the dashboard process, for one module: usage stats. At
+    start that module asks which cloud it runs on (HTTP to 169.254.169.254, a DNS lookup of
+    metadata.google.internal), with usage stats disabled too (Ray 2.60, dashboard/modules/usage_stats).
+    The embedded cluster needs nothing from that process, so it is not started: Ray's start_api_server is
+    stood in for while ray.init runs (Ray then records no dashboard, as when its dependencies are missing).
+    A Ray without that function starts the process as usual."""
+
+    def __enter__(self):
+        try:
+            import ray._private.services as services
+        except ImportError:
+            self.services = None
+            return self
+        self.services, self.real = services, getattr(services, "start_api_server", None)
+        if self.real is not None:
+            def start_api_server(include_dashboard, *args, **kwargs):
+                if include_dashboard is False:
+                    return None, None  # (dashboard URL, process info): none started
+                return self.real(include_dashboard, *args, **kwargs)
+
+            services.start_api_server = start_api_server
+        return self
+
+    def __exit__(self, *exc):
+        if self.services is not None and self.real is not None:
+            self.services.start_api_server = self.real
+        return False
 
 
 def _refresh_ray_auth_mode() -> None:
@@ -188,30 +222,22 @@ def _keep_token_auth() -> bool:
     return False
 
 
-def stop_actors(actors: list, refs, timeout: float = 5.0) -> list:
+def stop_actors(actors: list, refs, timeout: float = 5.0) -> None:
     """A stopped run: kill its actors (no restart) and wait, briefly, until their tasks in flight have ended,
-    i.e. the actors are gone and none of them can still commit a shard after the driver's clean-up. Returns
-    the results of the tasks that finished anyway (shards committed whole), for the manifest."""
+    i.e. the actors are gone and none of them can still commit a shard after the driver's clean-up."""
     import ray
 
     if not actors or not ray.is_initialized():
-        return []
+        return
     for a in actors:
         try:
             ray.kill(a, no_restart=True)
         except Exception:  # noqa: BLE001 (already dead, or Ray going down)
             pass
-    pending, finished = list(refs), []
+    pending = list(refs)
     if pending:
         try:
-            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout)
+            ray.wait(pending, num_returns=len(pending), timeout=timeout)
         except Exception:  # noqa: BLE001
-            ready = []
-        for ref in ready:
-            try:
-                finished.append(ray.get(ref, timeout=1))
-            except Exception:  # noqa: BLE001 (killed mid-shard: nothing of it is committed)
-                pass
-    log.info("stopped: %d workers killed; of %d shards in flight, %d had committed", len(actors), len(pending),
-             len(finished))
-    return finished
+            pass
+    log.info("stopped: %d workers killed, %d shards in flight", len(actors), len(pending))

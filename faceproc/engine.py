@@ -153,13 +153,34 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
     """The shards on Ray actors. Stopped (Ctrl-C, SIGTERM), the actors are killed before the stop goes on, so
     no shard commits after the driver has cleaned up: the shard in flight is dropped or committed whole."""
     actors: list = []
-    refs: dict = {}
+    refs = _Sent()
+    recorded: set[str] = set()
+
+    def record(summary: dict) -> None:
+        on_done(summary)
+        recorded.add(summary["shard"])
+
     try:
-        return _run_ray_actors(cfg, shards, out, run_id, on_done, actors, refs)
+        return _run_ray_actors(cfg, shards, out, run_id, record, actors, refs)
     except KeyboardInterrupt:
-        for summary in stop_actors(actors, refs):
-            on_done(summary)
+        stop_actors(actors, refs)
+        # A shard can commit and its actor die before the reply: the markers on storage say what is done.
+        for sid in set(refs.ever) - recorded:
+            if out.exists(shard_marker(sid)):
+                on_done(json.loads(out.read_text(shard_marker(sid))))
         raise
+
+
+class _Sent(dict):
+    """ref -> (worker, shard, attempt) of the shards in flight, remembering every shard ever sent (`ever`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ever: dict[str, Shard] = {}
+
+    def __setitem__(self, ref, value) -> None:
+        super().__setitem__(ref, value)
+        self.ever[value[1].shard_id] = value[1]
 
 
 def _run_ray_actors(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable, actors: list,
