@@ -76,8 +76,10 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--force", is_flag=True, help="Discard an earlier run in OUTPUT made with other settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON (for scripts and Ray jobs).")
 @click.option("--random-init", is_flag=True, help="An untrained model: tests and benchmarks only.")
+@click.option("--no-faces-in-report", "no_faces", is_flag=True,
+              help="No face in report.html: no gallery thumbnails, no previews (docs/privacy.md).")
 def annotate(inputs, more_inputs, output, model, config, batch_size, limit, previews, workers, engine, shard_size, force,
-             as_json, random_init) -> None:
+             as_json, random_init, no_faces) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS (folders, files or s3:// prefixes).
 
     Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
@@ -94,7 +96,8 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
         raise click.UsageError("give at least one input (INPUTS or --input)")
     cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size, "run.shard_size": shard_size,
                                   "run.previews": previews, "run.workers": workers,
-                                  "model.random_init": random_init or None})
+                                  "model.random_init": random_init or None,
+                                  "run.faces_in_report": False if no_faces else None})
     try:
         rep = run(inputs, output, cfg, engine=engine, force=force, limit=limit)
     except DiskFull as e:
@@ -164,7 +167,9 @@ def make_sample(folder, utkface, n_mosaics) -> None:
 @main.command()
 @click.argument("output")
 @click.option("--previews", type=int, default=0, help="Also (re)draw N preview JPEGs.")
-def report(output, previews) -> None:
+@click.option("--faces-in-report/--no-faces-in-report", "faces", default=None,
+              help="Show faces (gallery, previews) in report.html.  [default: as the run chose]")
+def report(output, previews, faces) -> None:
     """Rebuild report.json / report.html (and previews) from OUTPUT's Parquet files (a folder or s3:// prefix)."""
     from .report import build_report
     from .storage import Store
@@ -176,11 +181,15 @@ def report(output, previews) -> None:
         raise click.ClickException(f"{output} is not a faceproc output folder (no manifest.json, no images/)")
     output = store
 
+    if previews and faces is False:
+        raise click.UsageError("--previews draws faces: it cannot go with --no-faces-in-report")
     if previews:  # first, so the report links and shows them
         from .preview import write_previews
 
         write_previews(output, previews)
-    rep = build_report(output)
+    if faces is None:  # as the run chose
+        faces = ((store.read_json("manifest.json", {}) or {}).get("config") or {}).get("run", {}).get("faces_in_report", True)
+    rep = build_report(output, faces)
     _print_summary(rep)
 
 

@@ -135,6 +135,8 @@ class RunConfig:
     compact_below: int = field(default=64, metadata=SAME_ROWS)
     # Never download a model (the detector pack on first use): a missing one is an error (also FACEPROC_OFFLINE=1).
     offline: bool = field(default=False, metadata=SAME_ROWS)
+    # false: report.html shows no face (no gallery thumbnails, no previews; previews must then be 0).
+    faces_in_report: bool = field(default=True, metadata=SAME_ROWS)
 
 
 @dataclass
@@ -257,6 +259,8 @@ def _validate(cfg: "Config") -> list[str]:
         rule = _RULES.get(key)
         if rule and not rule[0](value):
             problems.append(f"{key} = {value!r}: {rule[1]}")
+    if cfg.run.previews and not cfg.run.faces_in_report:
+        problems.append(f"run.previews = {cfg.run.previews}: previews show faces, and run.faces_in_report is false")
     if cfg.model.min_age >= cfg.model.max_age:
         problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
     sc = cfg.detector.scrfd

@@ -460,7 +460,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         write_previews(out, cfg.run.previews, cfg.decode)
     from .report import build_report
 
-    report = build_report(out)
+    report = build_report(out, cfg.run.faces_in_report)
     report["failed_shards"] = failed
     return report
 
