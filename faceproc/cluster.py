@@ -39,7 +39,8 @@ def init_ray(cfg):
         else:
             # address="local": always a fresh embedded cluster. A bare ray.init() would join the last cluster
             # started on this machine (Ray's ray_current_cluster file), and hang forever when that one is dead.
-            log.info("starting an embedded Ray cluster for this run (set RAY_ADDRESS or run.ray_address to use another)")
+            log.info("starting an embedded Ray cluster for this run "
+                     "(set RAY_ADDRESS or run.ray_address to use another)")
             EMBEDDED["set_auth"] = _keep_token_auth()
             EMBEDDED["set_usage"] = _no_usage_stats()
             with _no_dashboard_process():
@@ -89,7 +90,8 @@ def check_cluster(address: str, timeout: float = PROBE_TIMEOUT) -> None:
         raise ClusterUnreachable(f"{where} does not answer ({e or type(e).__name__}); {how}") from None
     problem = _ray_rpc_problem(host, port, client=scheme == "ray", timeout=timeout)
     if problem:
-        raise ClusterUnreachable(f"{where} is not a Ray cluster: something answers there, but not Ray ({problem}); {how}")
+        raise ClusterUnreachable(f"{where} is not a Ray cluster: something answers there, but not Ray ({problem}); "
+                                 f"{how}")
 
 
 def _ray_rpc_problem(host: str, port: int, client: bool, timeout: float) -> str | None:

@@ -25,8 +25,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from .cluster import ClusterUnreachable, init_ray as _init_ray, release_embedded_ray as _release_embedded_ray  # noqa: F401
-from .cluster import stop_actors, wait_embedded_ray as _wait_embedded_ray
+from .cluster import ClusterUnreachable, stop_actors  # noqa: F401 (ClusterUnreachable: for the CLI)
+from .cluster import init_ray as _init_ray, release_embedded_ray as _release_embedded_ray
+from .cluster import wait_embedded_ray as _wait_embedded_ray
 from .config import Config
 from .discover import Discovery, Shard, check_inputs, cut_shards, discover
 from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401

@@ -28,16 +28,19 @@ def set_offline(flag: bool) -> None:
     _config["offline"] = bool(flag)
 
 
+def _env_on() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def offline() -> bool:
-    env = os.environ.get(ENV_OFFLINE, "").strip().lower()
-    return env in ("1", "true", "yes", "on") or _config["offline"]
+    return _env_on() or _config["offline"]
 
 
 def download_forbidden(what: str, where: str, how: str) -> str | None:
     """The one-line refusal to download `what` (not found at `where`) when offline mode is on, else None."""
     if not offline():
         return None
-    source = ENV_OFFLINE if os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on") else "run.offline"
+    source = ENV_OFFLINE if _env_on() else "run.offline"
     return f"{what} not found at {where} and offline mode ({source}) forbids downloading it; {how}"
 
 

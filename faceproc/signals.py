@@ -67,7 +67,8 @@ class stop_on_signals(contextlib.ContextDecorator):
                 signal.signal(s, old if old is not None else signal.SIG_DFL)
             _state["saved"] = {}
         if self.raise_as is not None and exc[0] is not None and issubclass(exc[0], KeyboardInterrupt):
-            raise self.raise_as("stopped: finished shards are kept; run the same command again to finish the rest.") from None
+            raise self.raise_as("stopped: finished shards are kept; run the same command again to finish the "
+                                "rest.") from None
         return False
 
 

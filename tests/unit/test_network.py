@@ -194,8 +194,22 @@ def test_offline_mode_refuses_the_imagenet_backbone_download(monkeypatch):
 
     monkeypatch.delenv("FACEPROC_BACKBONE_WEIGHTS", raising=False)
     monkeypatch.setenv("FACEPROC_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="offline mode .* forbids downloading it; set FACEPROC_BACKBONE_WEIGHTS"):
+    with pytest.raises(FileNotFoundError, match="offline mode .* forbids downloading it; set FACEPROC_BACKBONE"):
         resolve_backbone_weights(None)
     assert resolve_backbone_weights("/some/local.h5") == "/some/local.h5"
     monkeypatch.delenv("FACEPROC_OFFLINE")
     assert resolve_backbone_weights(None) == "imagenet"
+
+
+def test_openvino_is_imported_without_its_telemetry():
+    """OpenVINO sends a Google Analytics event on every `import openvino` (openvino_telemetry, unless opted out
+    in ~/intel); a process that imported faceproc first gets OpenVINO's telemetry stub instead. In a child,
+    with a HOME of its own (no opt-out file of this machine's user decides)."""
+    pytest.importorskip("openvino")
+    code = ("import faceproc, openvino\n"
+            "from openvino.tools.ovc import telemetry_utils\n"
+            "print('TM', telemetry_utils.tm.__name__)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                       env={**CLEAN, "PYTHONPATH": str(REPO), "HOME": "/nonexistent-home"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "TM openvino.tools.ovc.telemetry_stub" in r.stdout, r.stdout
