@@ -81,8 +81,10 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--random-init", is_flag=True, help="An untrained model: tests and benchmarks only.")
 @click.option("--follow-external-symlinks", is_flag=True, default=None,
               help="Follow symlinks that lead outside the inputs (default: counted, not followed).")
+@click.option("--no-faces-in-report", "no_faces", is_flag=True,
+              help="No face in report.html: no gallery thumbnails, no previews (docs/privacy.md).")
 def annotate(inputs, more_inputs, output, model, config, batch_size, limit, previews, workers, engine, shard_size, force,
-             prune, verify, as_json, random_init, follow_external_symlinks) -> None:
+             prune, verify, as_json, random_init, follow_external_symlinks, no_faces) -> None:
     """Detect faces and estimate age and gender for every image under INPUTS (folders, files or s3:// prefixes).
 
     Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
@@ -104,7 +106,8 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
     cfg = build_config(config, **{"model.variant": model, "model.batch_size": batch_size, "run.shard_size": shard_size,
                                   "run.previews": previews, "run.workers": workers,
                                   "model.random_init": random_init or None,
-                                  "run.follow_external_symlinks": follow_external_symlinks or None})
+                                  "run.follow_external_symlinks": follow_external_symlinks or None,
+                                  "run.faces_in_report": False if no_faces else None})
     try:
         rep = run(inputs, output, cfg, engine=engine, force=force, limit=limit, prune=prune, verify=verify)
     except DiskFull as e:
@@ -178,7 +181,9 @@ def make_sample(folder, utkface, n_mosaics) -> None:
 @main.command()
 @click.argument("output")
 @click.option("--previews", type=int, default=0, help="Also (re)draw N preview JPEGs.")
-def report(output, previews) -> None:
+@click.option("--faces-in-report/--no-faces-in-report", "faces", default=None,
+              help="Show faces (gallery, previews) in report.html.  [default: as the run chose]")
+def report(output, previews, faces) -> None:
     """Rebuild report.json / report.html (and previews) from OUTPUT's Parquet files (a folder or s3:// prefix)."""
     from .report import build_report
     from .storage import Store
@@ -190,11 +195,15 @@ def report(output, previews) -> None:
         raise click.ClickException(f"{output} is not a faceproc output folder (no manifest.json, no images/)")
     output = store
 
+    if previews and faces is False:
+        raise click.UsageError("--previews draws faces: it cannot go with --no-faces-in-report")
     if previews:  # first, so the report links and shows them
         from .preview import write_previews
 
         write_previews(output, previews)
-    rep = build_report(output)
+    if faces is None:  # as the run chose
+        faces = ((store.read_json("manifest.json", {}) or {}).get("config") or {}).get("run", {}).get("faces_in_report", True)
+    rep = build_report(output, faces)
     _print_summary(rep)
 
 

@@ -132,6 +132,10 @@ class RunConfig:
     # Symlinks whose target lies outside the inputs are not followed (they are counted in the report);
     # true follows them. Which files are inputs, not how a row is made: the rows of a file stay the same.
     follow_external_symlinks: bool = field(default=False, metadata=SAME_ROWS)
+    # Never download a model (the detector pack on first use): a missing one is an error (also FACEPROC_OFFLINE=1).
+    offline: bool = field(default=False, metadata=SAME_ROWS)
+    # false: report.html shows no face (no gallery thumbnails, no previews; previews must then be 0).
+    faces_in_report: bool = field(default=True, metadata=SAME_ROWS)
 
 
 @dataclass
@@ -232,6 +236,8 @@ def row_settings(cfg: "Config") -> dict[str, dict[str, Any]]:
 
 def _validate(cfg: "Config") -> list[str]:
     problems = broken_rules(cfg, _RULES)
+    if cfg.run.previews and not cfg.run.faces_in_report:
+        problems.append(f"run.previews = {cfg.run.previews}: previews show faces, and run.faces_in_report is false")
     if cfg.model.min_age >= cfg.model.max_age:
         problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
     sc = cfg.detector.scrfd
@@ -257,4 +263,8 @@ _REPLACED = {
 def resolve_backbone_weights(value: str | None = None) -> str | None:
     """`imagenet` (Keras download) unless a local .h5 is configured; `none` = random init (tests)."""
     v = value or os.environ.get(ENV_BACKBONE_WEIGHTS) or "imagenet"
+    from .offline import download_forbidden
+    if v == "imagenet" and (why := download_forbidden("the ImageNet MobileNetV2 backbone", "~/.keras/models",
+                                                      f"set {ENV_BACKBONE_WEIGHTS} to a local no-top .h5")):
+        raise FileNotFoundError(why)
     return None if v == "none" else v

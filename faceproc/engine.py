@@ -25,23 +25,21 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from .cluster import ClusterUnreachable, stop_actors  # noqa: F401 (ClusterUnreachable: for the CLI)
+from .cluster import init_ray as _init_ray, release_embedded_ray as _release_embedded_ray
+from .cluster import wait_embedded_ray as _wait_embedded_ray
 from .config import Config
 from .discover import Discovery, Shard, check_inputs, cut_shards, discover
 from .plan import ModelFactory, RunPlan
 from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401
                        OutputNotWritable, RunConfigMismatch, _diff, _is_disk_full, _remove_uncommitted, acquire_lock,
                        check_output, commit_shard, committed_shards, remove_shard, shard_marker)
+from .executors.local import local_workers, run_local as _run_local
+from .offline import set_offline
+from .signals import stop_on_signals as _stop_on_signals
 from .storage import Store
 
 log = logging.getLogger("faceproc")
-
-
-class ClusterUnreachable(RuntimeError):
-    pass
-
-
-class _Stop(KeyboardInterrupt):
-    pass
 
 
 class _ConsoleAtLeast:
@@ -59,27 +57,6 @@ class _ConsoleAtLeast:
             h.setLevel(level)
 
 
-class _stop_on_signals:
-    """SIGTERM (a scheduler, `kill`) stops the run the way Ctrl-C does, instead of killing it mid-write."""
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            def stop(signum, frame):
-                raise _Stop()
-
-            self.old = signal.signal(signal.SIGTERM, stop)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
-        return False
 
 
 # ------------------------------------------------------------------------------ one shard
@@ -92,112 +69,6 @@ def process_shard(annotator, shard: Shard, out: str | os.PathLike | Store, run_i
 
 # ------------------------------------------------------------------------------ executors
 
-def _run_local(plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable) -> list[dict]:
-    from .pipeline import Annotator
-
-    annotator = Annotator(plan)
-    failed = []
-    for shard in shards:
-        try:
-            on_done(process_shard(annotator, shard, out, run_id))
-        except Exception as e:  # a shard-level failure is reported, the rest goes on
-            if _is_disk_full(e):
-                raise  # every later shard would fail the same way: stop and say so
-            log.error("shard %s failed: %s", shard.shard_id, e)
-            failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
-    return failed
-
-
-def _init_ray(cfg: Config):
-    import ray
-
-    if not ray.is_initialized():
-        address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
-        if address:
-            _check_reachable(address)
-            log.info("attaching to the Ray cluster at %s", address)
-            ray.init(address=address, log_to_driver=True)
-        else:
-            # address="local": always a fresh embedded cluster. A bare ray.init() would join the last cluster
-            # started on this machine (Ray's ray_current_cluster file), and hang forever when that one is dead.
-            log.info("starting an embedded Ray cluster for this run (set RAY_ADDRESS or run.ray_address to use another)")
-            _EMBEDDED["set_auth"] = _keep_token_auth()
-            ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
-            _EMBEDDED["started"] = True
-    return ray
-
-
-_EMBEDDED: dict[str, Any] = {"started": False, "set_auth": False, "thread": None}
-
-
-def _release_embedded_ray() -> None:
-    """The run's own cluster is shut down as soon as the work is done, in the background: Ray's shutdown
-    (~1.4 s here) then overlaps the report instead of adding to every run's wall time at exit."""
-    if not _EMBEDDED["started"] or _EMBEDDED["thread"] is not None:
-        return
-    import threading
-
-    import ray
-
-    _EMBEDDED["thread"] = threading.Thread(target=ray.shutdown, name="faceproc-ray-shutdown", daemon=True)
-    _EMBEDDED["thread"].start()
-
-
-def _wait_embedded_ray() -> None:
-    """End of a run: the embedded cluster is gone, and RAY_AUTH_MODE is as the caller had it."""
-    if not _EMBEDDED["started"]:
-        return
-    _release_embedded_ray()
-    _EMBEDDED["thread"].join()
-    if _EMBEDDED["set_auth"]:
-        os.environ.pop("RAY_AUTH_MODE", None)
-        _refresh_ray_auth_mode()
-    _EMBEDDED.update(started=False, set_auth=False, thread=None)
-
-
-def _refresh_ray_auth_mode() -> None:
-    try:  # Ray reads the mode once per process: refresh it, as its own _enable_token_auth does
-        from ray._raylet import Config as RayConfig
-
-        RayConfig.initialize("")
-    except Exception:  # a Ray without this hook reads the variable at start-up anyway
-        pass
-
-
-def _keep_token_auth() -> bool:
-    """The embedded cluster listens on every interface: token authentication stays on, quietly.
-
-    Ray enables it for a new local cluster only when RAY_AUTH_MODE is unset, and then prints a message whose
-    usual answer (RAY_AUTH_MODE=disabled) would open the ports to anyone on the network. Setting the mode
-    explicitly keeps it on without the message; Ray creates ~/.ray/auth_token if no token is set.
-    Returns whether it set the variable (the end of the run takes it away again).
-    """
-    mode = os.environ.get("RAY_AUTH_MODE")
-    if mode is None:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        _refresh_ray_auth_mode()
-        return True
-    if mode.lower() != "token":
-        log.warning("RAY_AUTH_MODE=%s: the embedded Ray cluster runs WITHOUT token authentication, and anyone who "
-                    "can reach this machine's network ports can run code on it while the run lasts", mode)
-    return False
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A given cluster address that nobody answers fails in seconds, not after Ray's endless retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    if address in ("auto", "local"):
-        return
-    u = urlparse(address if "://" in address else f"tcp://{address}")
-    if not u.hostname or not u.port:
-        return
-    try:
-        socket.create_connection((u.hostname, u.port), timeout=timeout).close()
-    except OSError as e:
-        raise ClusterUnreachable(
-            f"the Ray cluster at {address} does not answer ({e}); check RAY_ADDRESS / run.ray_address") from None
 
 
 def _log_gpu_fallback(gpu_ids) -> None:
@@ -249,6 +120,41 @@ def _ray_workers(cfg: Config) -> int:
 
 
 def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable, plan: RunPlan) -> list[dict]:
+    """The shards on Ray actors. Stopped (Ctrl-C, SIGTERM), the actors are killed before the stop goes on, so
+    no shard commits after the driver has cleaned up: the shard in flight is dropped or committed whole."""
+    actors: list = []
+    refs = _Sent()
+    recorded: set[str] = set()
+
+    def record(summary: dict) -> None:
+        on_done(summary)
+        recorded.add(summary["shard"])
+
+    try:
+        return _run_ray_actors(cfg, plan, shards, out, run_id, record, actors, refs)
+    except KeyboardInterrupt:
+        stop_actors(actors, refs)
+        # A shard can commit and its actor die before the reply: the markers on storage say what is done.
+        for sid in set(refs.ever) - recorded:
+            if out.exists(shard_marker(sid)):
+                on_done(json.loads(out.read_text(shard_marker(sid))))
+        raise
+
+
+class _Sent(dict):
+    """ref -> (worker, shard, attempt) of the shards in flight, remembering every shard ever sent (`ever`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ever: dict[str, Shard] = {}
+
+    def __setitem__(self, ref, value) -> None:
+        super().__setitem__(ref, value)
+        self.ever[value[1].shard_id] = value[1]
+
+
+def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable,
+                    actors: list, in_flight: dict) -> list[dict]:
     ray = _init_ray(cfg)
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
@@ -268,6 +174,7 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
                        max_task_retries=0).remote(wplan, str(out), run_id)
         for _ in range(n_workers)
     ]
+    actors.extend(workers)
     log.info("ray: %d workers x %.2g CPU, %.2g GPU each (cluster: %g CPU, %g GPU), %d shards",
              n_workers, per, gpu_each, cpus, gpus, len(shards))
     t_start = time.time()
@@ -276,7 +183,7 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
     from ray.exceptions import RayActorError
 
     pending = list(reversed(shards))
-    in_flight: dict[Any, tuple[int, Shard, int]] = {}
+    # in_flight: ref -> (worker, shard, attempt), the caller's dict (a stop waits for these)
     pings: dict[Any, int] = {}
     alive = [True] * n_workers
     load = [0] * n_workers
@@ -336,6 +243,7 @@ def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done:
 
 # ------------------------------------------------------------------------------ driver
 
+@_stop_on_signals(Interrupted)  # from the start: a stop before the shards begin is a clean exit 130 too
 def annotate(
     inputs: list[str],
     out: str | os.PathLike,
@@ -362,6 +270,7 @@ def annotate(
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
     disc = discover(inputs, exclude=[str(out)],  # raises on a missing input, before any work
                     follow_external_symlinks=cfg.run.follow_external_symlinks)
+    set_offline(cfg.run.offline)  # no model download when offline (faceproc/offline.py)
     plan = plan or RunPlan.resolve(cfg, models)  # every model found (or fetched once) before anything is written
     check_output(out)
     release_lock = acquire_lock(out)
@@ -412,7 +321,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
     done_paths = {p for m in done.values() for p in m["paths"]}
     # Every worker gets work whatever the folder layout, and all finish close together (cut_shards).
-    workers = _ray_workers(cfg) if engine == "ray" and todo_files else 1
+    workers = (_ray_workers(cfg) if engine == "ray" else local_workers(cfg)) if todo_files else 1
     todo = cut_shards(todo_files, cfg.run.shard_size, workers)
     shards = {sid: {"dir": m.get("dir"), "files": m.get("files", len(m["paths"])), "state": "done",
                     "faces": m.get("faces")} for sid, m in done.items()}
@@ -503,7 +412,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         write_previews(out, cfg.run.previews, cfg.decode)
     from .report import build_report
 
-    report = build_report(out)
+    report = build_report(out, cfg.run.faces_in_report)
     report["failed_shards"] = failed
     return report
 

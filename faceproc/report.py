@@ -16,6 +16,7 @@ MAX_ERRORS_JSON = 1000
 MAX_ERRORS_HTML = 200
 MAX_NO_FACE_LIST = 50
 MAX_FOLDERS = 500  # folders listed (most files first); report.json and the images table hold the rest
+_LEFT_OUT = "<p>Left out: this report shows no faces (--no-faces-in-report; docs/privacy.md).</p>"
 
 
 def _folders(faces, images) -> list[dict]:
@@ -162,7 +163,7 @@ def _html(rep: dict, plots: dict[str, str], gallery: list[dict] | None = None, p
             f'alt="face"><figcaption>{c["age"]:.0f} y &middot; {c["score"]:.2f}</figcaption></figure></a>'
             for c in gallery if (c["band"], c["gender"]) == key)
         gal.append(f"<h3>{e(key[0])}, {e(key[1])}</h3><div>{cells}</div>")
-    gal_html = "".join(gal) or "<p>No faces.</p>"
+    gal_html = "".join(gal) or ("<p>No faces.</p>" if rep.get("faces_in_report", True) else _LEFT_OUT)
     folder_rows = "".join(
         f"<tr><td>{e(r['folder'])}</td><td>{r['files']}</td><td>{r['faces']}</td><td>{r['failed']}</td>"
         f"<td>{r['no_faces']}</td><td>{'' if r['mean_age'] is None else r['mean_age']}</td></tr>" for r in rep.get("folders", []))
@@ -204,20 +205,22 @@ preview or photo; caption: estimated age, detection score.</p>{gal_html}
 <h2 id="folders">Folders</h2><p>{len(rep.get("folders", []))} folders shown (most files first; click a column to sort).</p>
 <table id="folder-table"><tr><th onclick="sortBy(this)">folder</th><th onclick="sortBy(this)">files</th><th onclick="sortBy(this)">faces</th>
 <th onclick="sortBy(this)">failed</th><th onclick="sortBy(this)">no faces</th><th onclick="sortBy(this)">mean age</th></tr>{folder_rows}</table>
-<h2 id="previews">Previews</h2>{prev or "<p>None written (annotate --previews N).</p>"}
+<h2 id="previews">Previews</h2>{prev or ("<p>None written (annotate --previews N).</p>" if rep.get("faces_in_report", True) else _LEFT_OUT)}
 <h2 id="no-faces">Photos where no face was found</h2><p>{nf["count"]} photos{" (first " + str(len(nf["sample"])) + " listed)" if nf["count"] > len(nf["sample"]) else ""}.</p><ul>{nf_rows}</ul>
 <h2 id="not-rows">Files under the inputs that are not rows</h2>{skipped_html(rep.get("skipped"))}
 <h2>Files that could not be processed</h2><table><tr><th>path</th><th>status</th><th>error</th></tr>{errs}</table>{more}
 </body></html>"""
 
 
-def build_report(out) -> dict[str, Any]:
-    """report.json and report.html of an output folder (local or object store), rebuilt from its Parquet."""
+def build_report(out, faces_in_report: bool = True) -> dict[str, Any]:
+    """report.json and report.html of an output folder (local or object store), rebuilt from its Parquet;
+    `faces_in_report` False: no face in report.html (no gallery, no previews shown; docs/privacy.md)."""
     out = out if isinstance(out, Store) else Store(out)
     rep = summarize(out)
     faces, images = rep.pop("_frames")
-    previews = out.list("previews", ".jpg")
-    gallery = _gallery(faces, images, previews)
+    rep["faces_in_report"] = bool(faces_in_report)
+    previews = out.list("previews", ".jpg") if faces_in_report else []
+    gallery = _gallery(faces, images, previews) if faces_in_report else []
     rep["gallery_faces"] = len(gallery)
     out.write_text("report.json", json.dumps(rep, indent=1, default=str))
     out.write_text("report.html", _html(rep, _plots(faces, images), gallery, previews))

@@ -88,6 +88,7 @@ def resume(out: Store, files: list, fp: dict, force: bool = False, prune: bool =
     _remove_uncommitted(out)
     done_paths = {p for m in done.values() for p in m["paths"]}
     todo = [f for f in files if f.path not in done_paths]
-    log.info("kept the rows of %d unchanged file(s); %d changed, %d pruned, %d new or unfinished", ch.kept,
-             len(changed), len(missing), len(todo) - len(changed))
+    if old is not None or done or changed or missing:  # a new output has nothing to say here (stderr stays quiet)
+        log.info("kept the rows of %d unchanged file(s); %d changed, %d pruned, %d new or unfinished", ch.kept,
+                 len(changed), len(missing), len(todo) - len(changed))
     return Resume(old, done, todo, ch)
