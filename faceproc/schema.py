@@ -30,9 +30,15 @@ FACES = pa.schema(
         pa.field("det_score", pa.float32()),
         # left eye, right eye, nose, left mouth, right mouth as x0,y0,x1,y1,...,x4,y4
         pa.field("landmarks", pa.list_(pa.float32(), 10)),
+        # what the estimates can be trusted on (quality.py): the box's shorter side in original pixels, and the
+        # variance of the Laplacian of the 128 px grey crop the model was given
+        pa.field("face_px", pa.float32()),
+        pa.field("sharpness", pa.float32()),
         pa.field("age", pa.float32()),  # years
         pa.field("gender", pa.dictionary(pa.int8(), pa.string())),  # "male" | "female" (a pandas categorical)
         pa.field("female_prob", pa.float32()),  # P(female); gender == "female" iff >= 0.5
+        # why age, gender and female_prob are null: "small_face" | "blurry" (quality.py); null when estimated
+        pa.field("withheld", pa.dictionary(pa.int8(), pa.string())),
         pa.field("model", pa.string()),  # variant, e.g. "unfrozen"
         pa.field("model_version", pa.string()),
         pa.field("run_id", pa.string()),
@@ -43,9 +49,19 @@ IMAGES = pa.schema(
     [
         pa.field("image_path", pa.string(), nullable=False),
         pa.field("image_path_bytes", pa.binary()),  # see FACES
+        # where the file lies under the input it was found in (metadata.location_fields)
+        pa.field("input_root", pa.string()),
+        pa.field("rel_path", pa.string()),
+        pa.field("folder", pa.string()),
         pa.field("bytes", pa.int64()),
         pa.field("width", pa.int32()),  # original pixels, display orientation; null when unknown
         pa.field("height", pa.int32()),
+        # from the EXIF block (metadata.camera_fields; never GPS) and the walk's stat
+        pa.field("taken_at", pa.timestamp("us")),  # DateTimeOriginal, the camera's wall clock; null without one
+        pa.field("taken_at_offset", pa.string()),  # its OffsetTimeOriginal ("+02:00") when the camera wrote one
+        pa.field("file_mtime", pa.timestamp("us", tz="UTC")),
+        pa.field("camera_make", pa.string()),
+        pa.field("camera_model", pa.string()),
         pa.field("n_faces", pa.int32()),
         pa.field("status", pa.dictionary(pa.int8(), pa.string()), nullable=False),  # STATUSES below (categorical)
         pa.field("error", pa.string()),  # why, for every status other than ok / no_faces
@@ -60,11 +76,21 @@ IMAGES = pa.schema(
 def _with_pandas_types(schema: pa.Schema, ints: dict[str, str]) -> pa.Schema:
     """Pandas metadata so `pd.read_parquet` gives nullable integers (Int32, not float64 when a value is
     missing) and categoricals for the dictionary columns."""
+    schema = _described(schema)
     df = schema.empty_table().to_pandas()  # dictionary columns come back as categoricals
     for name, dtype in ints.items():
         df[name] = df[name].astype(dtype)
     meta = pa.Schema.from_pandas(df, preserve_index=False).metadata
     return schema.with_metadata(meta)
+
+
+def _described(schema: pa.Schema) -> pa.Schema:
+    """Each field with its DESCRIPTIONS entry as field metadata ("description"), so the Parquet files explain
+    themselves: `pq.read_schema(f).field("age").metadata[b"description"]`."""
+    from .fields import DESCRIPTIONS
+
+    return pa.schema([f.with_metadata({"description": DESCRIPTIONS[f.name]}) if f.name in DESCRIPTIONS else f
+                      for f in schema])
 
 
 FACES = _with_pandas_types(FACES, {"face_index": "Int32"})
@@ -88,7 +114,7 @@ READ_OK = (OK, NO_FACES)  # the file was read; every other status is a failure w
 
 # Bumped whenever a column is added, removed or changes meaning; recorded in the manifest, so a rerun into
 # an output folder written under another version is refused instead of mixing shards of both.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: input_root, rel_path, folder, taken_at(_offset), file_mtime, camera; face_px, sharpness, withheld; n_faces null on failure
 
 
 def path_fields(path: str) -> dict:
