@@ -47,7 +47,7 @@ def file_link(path: str) -> str | None:
 
 def _a(text: str, path: str) -> str:
     href = file_link(path)
-    return f'<a href="{e(href)}" title="{e(path)}">{e(text)}</a>' if href else e(text)
+    return f'<a href="{e(href)}">{e(text)}</a>' if href else e(text)  # no title: 500 folder rows, the size bound
 
 
 def when(ts) -> str:
@@ -73,7 +73,7 @@ def model_words(rep: dict) -> str:
     if m.get("min_sharpness"):
         rule.append("too blurred")
     rule_txt = (f" Faces {' or '.join(rule)} get no age or gender (they could not be judged)." if rule else "")
-    return (f"Faces were found by {e(det)}; ages and genders were estimated by faceproc's “{e(variant)}” model, "
+    return (f"Faces were found by {html.escape(det, quote=False)}; ages and genders were estimated by faceproc's “{e(variant)}” model, "
             f"{e(what)} (version {e(version or '?')}).{rule_txt} A gender the model gives between "
             f"{100 * UNCERTAIN[0]:.0f}% and {100 * UNCERTAIN[1]:.0f}% likely is shown as uncertain (?).")
 
