@@ -72,11 +72,12 @@ class Annotator:
     # ------------------------------------------------------------------ one image
     def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
         t0 = time.perf_counter()
-        row = {**path_fields(entry.path), "bytes": None, "width": None, "height": None, "n_faces": None,
-               "status": D.OK, "error": None, "elapsed_ms": None, "shard": shard_id, "run_id": run_id,
-               **location_fields(entry.path, entry.root), **NO_CAMERA,
-               "file_mtime": file_mtime(entry.mtime_ns)}
+        row = {**path_fields(entry.path), "bytes": None, "width": None, "height": None, "n_faces": 0,
+               "status": D.OK, "error": None, "elapsed_ms": None, "shard": shard_id, "run_id": run_id}
         row["bytes"] = entry.size if entry.size is not None else file_size(entry.path)
+        # no face count until the file is read (null for every failure); where it lies, its mtime (metadata.py)
+        row.update(n_faces=None, file_mtime=file_mtime(entry.mtime_ns), **location_fields(entry.path, entry.root),
+                   **NO_CAMERA)
         if entry.hidden:
             row.update(status=D.SKIPPED_HIDDEN, error="hidden file or folder")
             return _Pending(row, [], None, time.perf_counter() - t0)
@@ -88,8 +89,9 @@ class Annotator:
         except Exception as e:  # a decoder bug must cost one row, not the shard
             row.update(status=D.CORRUPT, error=f"{type(e).__name__}: {e}")
             return _Pending(row, [], None, time.perf_counter() - t0)
-        row.update(width=dec.width, height=dec.height, **dec.meta)
+        row.update(width=dec.width, height=dec.height)
         try:
+            row.update(dec.meta)  # taken_at, camera (metadata.py), from the EXIF block decode parsed
             det = self.detector.detect(dec.rgb, scale=dec.scale)  # post-processed in detect.finish
             crops = crop_faces(dec.rgb, det.boxes, det.kps, policy=self.policy)
             inv = 1.0 / dec.scale  # decoded -> original pixels
