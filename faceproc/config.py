@@ -100,6 +100,11 @@ class ModelConfig:
     flip_tta: bool = True  # average predictions over the crop and its mirror image
     min_age: float = 0.0
     max_age: float = 100.0
+    # Age and gender are withheld (null, with the reason in faces.withheld) for faces whose box's shorter side
+    # is below min_face_px original pixels, or whose crop's sharpness is below min_sharpness (faceproc/quality.py;
+    # chosen from scripts/face_size_sweep.py, benchmarks/results/face_size.json). 0 = never.
+    min_face_px: float = 24.0
+    min_sharpness: float = 6.0
     threads: int = field(default=0, metadata=SAME_ROWS)  # inference intra-op threads; 0 = the runtime's default
     # keras (TensorFlow or another Keras 3 backend) | openvino (the model's OpenVINO copy beside its .keras,
     # made by `faceproc export-openvino`: no TensorFlow in the workers, ~4 s less start-up each, outputs
@@ -211,6 +216,8 @@ _RULES: dict[str, tuple[Any, str]] = {
     "detector.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
     "model.batch_size": (lambda v: 0 <= v <= 4096, "must be 0..4096 (0 = auto)"),
     "model.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
+    "model.min_face_px": (lambda v: v >= 0, "must be >= 0 (0 = never withhold)"),
+    "model.min_sharpness": (lambda v: v >= 0, "must be >= 0 (0 = never withhold)"),
     "model.runtime": (lambda v: v in ("auto", "keras", "openvino"), "must be auto, keras or openvino"),
     "run.shard_size": (lambda v: v >= 1, "must be >= 1"),
     "run.workers": (lambda v: v >= 0, "must be >= 0 (0 = one per CPU)"),

@@ -91,7 +91,7 @@ def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
             continue
         rel = path[len(uri.rstrip("/")) + 1:] if path != uri else name
         hidden = any(part.startswith(".") for part in rel.split("/"))
-        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size, mtime_ns=mtime_ns))
+        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size, mtime_ns=mtime_ns, root=uri))
     for d in sorted(by_dir):
         yield d, by_dir[d]
 

@@ -33,7 +33,7 @@ _PROBE = re.compile(r"^\.write-test-[0-9a-f]{6}$")  # Store.check_writable
 _TABLE = re.compile(rf"^({_SID})\.parquet$")
 _STAGED = re.compile(rf"^{_SID}\.(faces|images)\.parquet$")
 _SHARD_RECORD = re.compile(rf"^({_SID})\.(json|open)$")
-_PREVIEW = re.compile(r"^.{1,60}-[0-9a-f]{8}\.jpg$", re.S)  # faceproc.preview.preview_name
+_PREVIEW = re.compile(r"^.{0,150}-[0-9a-f]{8}\.jpg$", re.S)  # faceproc.preview.preview_name
 SHOW = 20  # entries named in a message
 # What a file browser leaves in a folder it has shown (Finder, Explorer, KDE): not a user's data and not
 # faceproc's to remove, so tolerated and left alone; in faces/ and images/ only hidden ones, since readers

@@ -28,6 +28,7 @@ class FileEntry:
     mtime_ns: int | None = None
     dev: int | None = None
     ino: int | None = None
+    root: str = ""  # the input (folder, file or prefix) it was found under: the images table's input_root
 
 
 def extension(name: str) -> str:
@@ -72,10 +73,10 @@ def walk_local(roots: list[str], disc, exclude=(), follow_external: bool = False
 
     def add_file(i, parts, name, path, hidden, via, st):
         if st is None:  # could not be stat'ed (a dangling link, no permission): a row says why
-            found.append((via, _key(i, parts, name), FileEntry(path, hidden)))
+            found.append((via, _key(i, parts, name), FileEntry(path, hidden, root=roots[i])))
         else:
             found.append((via, _key(i, parts, name),
-                          FileEntry(path, hidden, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)))
+                          FileEntry(path, hidden, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, roots[i])))
 
     for i, root in enumerate(roots):
         try:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from faceproc.engine import RunConfigMismatch, annotate
-from tests.helpers import cfg_for_tests, make_tree
+from tests.helpers import cfg_for_tests, make_tree, quality_off_config
 
 
 def rows(out, table):
@@ -70,7 +70,8 @@ def test_photo_replaced_by_another_picture_is_redone(tmp_path, fakes):
 
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    args = ["annotate", str(tmp_path / "in"), "-o", str(out), "--engine", "local", "--random-init", "--previews", "8"]
+    args = ["annotate", str(tmp_path / "in"), "-o", str(out), "--engine", "local", "--random-init", "--previews", "8",
+            "--config", quality_off_config(tmp_path)]
     assert CliRunner().invoke(main, args).exit_code == 0
     victim = tmp_path / "in" / "d0" / "0.png"  # a face, in a shard with other files
     assert (out / "previews" / preview_name(str(victim))).exists()
@@ -147,7 +148,8 @@ def test_deleted_and_renamed_files_are_named_and_kept_without_prune(tmp_path, fa
 
     make_tree(tmp_path / "in", n=9)
     out = tmp_path / "out"
-    args = ["annotate", str(tmp_path / "in"), "-o", str(out), "--engine", "local", "--random-init"]
+    args = ["annotate", str(tmp_path / "in"), "-o", str(out), "--engine", "local", "--random-init",
+            "--config", quality_off_config(tmp_path)]
     assert CliRunner().invoke(main, args).exit_code == 0
     tables = {p: p.read_bytes() for p in out.rglob("*.parquet")}
     (tmp_path / "in" / "d1" / "1.png").unlink()  # a photo deleted
