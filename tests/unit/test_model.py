@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402  (a hard dependency: imported, never skipped)
 
 from faceproc.model import build_model, load_model, save_model, UnsafeModelError  # noqa: E402
 

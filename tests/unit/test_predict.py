@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("keras")
+import keras  # noqa: E402,F401  (a hard dependency: imported, never skipped)
 
 from faceproc.config import ModelConfig  # noqa: E402
 from faceproc.model import build_model, save_model  # noqa: E402

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-pytest.importorskip("keras")
+import keras  # noqa: E402,F401  (a hard dependency: imported, never skipped)
 
 from faceproc.data.cache import CACHE_SCHEMA, cache_records, load_cache, pack_cache  # noqa: E402
 from faceproc.data.split import stratified_split, write_manifest  # noqa: E402
