@@ -37,7 +37,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${DEFAULT_TARGETS[@]}")
 
 start=$(date +%s)
-"$VENV/bin/mutmut" run --max-children "$JOBS" "${targets[@]}" | tail -n 30
+"$VENV/bin/mutmut" run --max-children "$JOBS" "${targets[@]}" 2>&1 | tee "$WORK/run.log" | tr '\r' '\n' \
+  | grep -av -e '^⠋' -e '^⠙' -e '^⠹' -e '^⠸' -e '^⠼' -e '^⠴' -e '^⠦' -e '^⠧' -e '^⠇' -e '^⠏' | tail -n 40
 echo "mutmut: $(( $(date +%s) - start )) s"
 # The score per module over the targets, and every survivor with its diff (what docs/mutation.md lists).
 "$VENV/bin/python" - "${targets[@]}" <<'PY'

@@ -67,7 +67,7 @@ def test_other_settings_into_same_output_are_refused(tmp_path, fakes):
     before = pd.read_parquet(tmp_path / "out" / "images")
     calls = len(FakePredictor.calls)
     rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local")
-    assert len(FakePredictor.calls) == calls and rep["files"] == 2  # accepted, and nothing done again
+    assert len(FakePredictor.calls) == calls and rep["files"] == 3  # accepted, and nothing done again
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "images"), before)
 
 
