@@ -117,8 +117,11 @@ def test_interrupted_run_exits_130_and_a_rerun_finishes(tmp_path, sig):
     args = ["annotate", str(tmp_path / "in"), "-o", str(out), "--engine", "local", "--random-init",
             "--shard-size", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "FACEPROC_FAKE_DELAY": "0.3"}
+    # SIGINT back to its default in the child: a test runner started in the background (`cmd &`) ignores it,
+    # and a Python started with SIGINT ignored keeps ignoring it (no KeyboardInterrupt at all).
     p = subprocess.Popen([sys.executable, "-c", CLI_CHILD, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list((out / "_shards").glob("*.json")) if (out / "_shards").exists() else True:
         assert p.poll() is None and time.time() < deadline, p.communicate()[1][-3000:]
