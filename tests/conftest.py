@@ -109,8 +109,13 @@ def s3_server():
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        import urllib.request
+
         import boto3
 
+        # moto keeps its buckets in this process's memory: a second session in the same process (mutmut runs
+        # many) would find the last one's objects. Every session starts empty.
+        urllib.request.urlopen(urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="faceproc")
         yield env
     finally:
