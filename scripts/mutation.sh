@@ -32,7 +32,7 @@ fi
 mkdir -p "$WORK/src"
 (cd "$REPO" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -xf - -C "$WORK/src"
 cd "$WORK/src"
-export PYTHONPATH="$WORK/src/mutants"  # the mutated copy, not the editable install
+unset PYTHONPATH  # mutmut puts mutants/ first on sys.path (a PYTHONPATH entry made before it exists is dead)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${DEFAULT_TARGETS[@]}")
 
