@@ -25,7 +25,7 @@ declare -A TESTS=(
   [runstate]="tests/unit/test_commit_crash.py tests/unit/test_lock.py tests/unit/test_compaction.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py tests/unit/test_exit_codes.py tests/s3/test_commit_crash_s3.py"
   [storage]="tests/unit/test_lock.py tests/unit/test_commit_crash.py tests/unit/test_contract_edges.py tests/unit/test_trust.py tests/s3"
   [discover]="tests/unit/test_discover.py tests/unit/test_pipeline_engine.py tests/unit/test_trust.py tests/unit/test_contract_edges.py tests/s3/test_discover_objects.py tests/s3/test_object_storage.py"
-  [schema]="tests/unit/test_failure_paths.py tests/unit/test_contract_edges.py tests/unit/test_trust.py tests/unit/test_report_bounds.py"
+  [schema]="tests/unit/test_failure_paths.py tests/unit/test_contract_edges.py tests/unit/test_trust.py tests/unit/test_report_bounds.py tests/unit/test_compaction.py"
   [cli]="tests/unit/test_exit_codes.py tests/unit/test_cli_surface.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py"
   [crop]="tests/unit/test_crop_policy.py tests/unit/test_crop_policy_openvino.py"
 )

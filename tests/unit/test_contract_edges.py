@@ -40,3 +40,49 @@ def test_plan_shards_defaults_done_and_exclude(tmp_path):
     plan = plan_shards([str(tmp_path / "in")], 100, done=done, workers=2)
     assert plan.n_files == 258 and sum(len(s.files) for s in plan.shards) == 158
     assert all(f.path not in done for s in plan.shards for f in s.files)
+
+
+def test_write_text_atomic_replaces_whole_and_leaves_no_temp(tmp_path, monkeypatch):
+    import os
+
+    from faceproc.schema import write_text_atomic
+
+    p = tmp_path / "d" / "card.json"
+    write_text_atomic("one", p)
+    write_text_atomic("two \u00fc", p)
+    assert p.read_text(encoding="utf-8") == "two \u00fc" and os.listdir(p.parent) == ["card.json"]
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError):
+        write_text_atomic("three", p)
+    assert p.read_text(encoding="utf-8") == "two \u00fc" and os.listdir(p.parent) == ["card.json"]
+
+
+def test_read_table_reads_every_shard_and_skips_hidden_files(tmp_path):
+    from faceproc.schema import FACES, IMAGES, read_table, write_atomic
+    from faceproc.storage import Store
+
+    empty = read_table(tmp_path, "faces")
+    assert empty.num_rows == 0 and empty.schema.equals(FACES)
+    for n in "ab":
+        row = {"image_path": f"/{n}.jpg", "status": "ok", "n_faces": 0}
+        write_atomic(pa.Table.from_pylist([row], schema=IMAGES), tmp_path / "images" / f"{n}.parquet")
+    (tmp_path / "images" / ".c.parquet").write_bytes(b"half a file")  # a temp or hidden file: never read
+    (tmp_path / "images" / "notes.txt").write_bytes(b"not a table")
+    t = read_table(tmp_path, "images")
+    assert t.column("image_path").to_pylist() == ["/a.jpg", "/b.jpg"] and t.schema.equals(IMAGES)
+    assert read_table(Store(tmp_path), "images").num_rows == 2
+
+
+def test_to_table_fallback_names_the_error_and_survives_a_path_that_is_no_string():
+    from faceproc.schema import IMAGES, to_table
+
+    rows = [{"image_path": "/a.jpg", "status": "ok", "n_faces": "three"},
+            {"image_path": 123, "status": "ok", "n_faces": 1}]
+    got = to_table(rows, IMAGES).to_pylist()
+    assert [r["status"] for r in got] == ["failed", "failed"]
+    assert got[0]["error"].startswith("row: Arrow") and "three" in got[0]["error"]
+    assert got[1]["image_path"] == "123" and got[1]["image_path_bytes"] is None
