@@ -27,7 +27,7 @@ declare -A TESTS=(
   [discover]="tests/unit/test_discover.py tests/unit/test_pipeline_engine.py tests/unit/test_trust.py tests/unit/test_contract_edges.py tests/s3/test_discover_objects.py tests/s3/test_object_storage.py"
   [schema]="tests/unit/test_failure_paths.py tests/unit/test_contract_edges.py tests/unit/test_trust.py tests/unit/test_report_bounds.py tests/unit/test_compaction.py"
   [cli]="tests/unit/test_exit_codes.py tests/unit/test_cli_surface.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py"
-  [crop]="tests/unit/test_crop_policy.py tests/unit/test_crop_policy_openvino.py"
+  [crop]="tests/unit/test_crop_policy.py tests/unit/test_crop_policy_openvino.py tests/unit/test_contract_edges.py"
 )
 declare -A TARGETS=(
   [runstate]='faceproc.runstate.*' [storage]='faceproc.storage.*' [discover]='faceproc.discover.*'

@@ -86,3 +86,17 @@ def test_to_table_fallback_names_the_error_and_survives_a_path_that_is_no_string
     assert [r["status"] for r in got] == ["failed", "failed"]
     assert got[0]["error"].startswith("row: Arrow") and "three" in got[0]["error"]
     assert got[1]["image_path"] == "123" and got[1]["image_path_bytes"] is None
+
+
+def test_policy_template_is_the_arcface_template_at_scale_one():
+    """The crop policy's anchor: at scale 1 and 112 px its keypoint template is ArcFace's own, and scale and
+    `up` act around the crop's centre."""
+    import numpy as np
+
+    from faceproc.crop import _ARCFACE_112, CropPolicy
+
+    np.testing.assert_allclose(CropPolicy(1.0, 112).template(), _ARCFACE_112)
+    centre = np.array([0.5, 0.5]) * 128
+    t1, t2 = CropPolicy(1.0, 128).template(), CropPolicy(2.0, 128).template()
+    np.testing.assert_allclose(t2 - centre, 2 * (t1 - centre))
+    np.testing.assert_allclose(CropPolicy(1.0, 128, up=0.1).template(), t1 - [0, 12.8])
