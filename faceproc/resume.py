@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .changes import Changes, compare
 from .ownership import SHOW, discard
-from .runstate import MANIFEST, RunConfigMismatch, _diff, _remove_uncommitted, committed_shards, recut_shard
+from .runstate import MANIFEST, RunConfigMismatch, _remove_uncommitted, committed_shards, recut_shard
 from .storage import Store
 
 log = logging.getLogger("faceproc")
@@ -31,6 +31,18 @@ class Resume:
     done: dict  # shard id -> marker of every committed shard kept
     todo: list  # the FileEntry objects to do (new, changed, or in shards that never committed)
     changes: Changes
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Every setting that differs between two fingerprints, as dotted keys: what a refusal names."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
 
 
 def _read_manifest(out: Store, force: bool) -> dict | None:

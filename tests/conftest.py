@@ -33,13 +33,34 @@ def shared_available() -> bool:
 if os.environ.get("FACEPROC_REQUIRE_SHARED") == "1" and not shared_available():
     raise RuntimeError(f"FACEPROC_REQUIRE_SHARED=1 but the offline models/data are not under {SHARED}")
 
-requires_shared = pytest.mark.skipif(not shared_available(), reason="../shared models/data not present")
+requires_shared = pytest.mark.skipif(not shared_available(), reason=f"the offline models/data are not under {SHARED}")
+
+
+def skip_unless_shared(reason: str):
+    """Skip for a missing offline file, or fail when FACEPROC_REQUIRE_SHARED=1 says everything must run."""
+    if os.environ.get("FACEPROC_REQUIRE_SHARED") == "1":
+        pytest.fail(f"FACEPROC_REQUIRE_SHARED=1 but {reason}")
+    pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Skips are loud: every reason is printed with its count, without -rs (a bare "s" says nothing)."""
+    from collections import Counter
+
+    reasons = Counter()
+    for rep in terminalreporter.stats.get("skipped", []):
+        lr = rep.longrepr
+        reasons[lr[2].removeprefix("Skipped: ") if isinstance(lr, tuple) and len(lr) == 3 else str(lr)] += 1
+    if reasons:
+        terminalreporter.section(f"{sum(reasons.values())} tests SKIPPED, and why", sep="!", yellow=True, bold=True)
+        for reason, n in reasons.most_common():
+            terminalreporter.write_line(f"{n:4d} skipped: {reason}", yellow=True)
 
 
 @pytest.fixture(scope="session")
 def utk_files():
     if not UTKFACE.is_dir():
-        pytest.skip("UTKFace not available")
+        skip_unless_shared(f"UTKFace is not under {UTKFACE}")
     return sorted(str(p) for p in UTKFACE.glob("*.jpg"))
 
 
@@ -90,8 +111,13 @@ def s3_server():
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        import urllib.request
+
         import boto3
 
+        # moto keeps its buckets in this process's memory: a second session in the same process (mutmut runs
+        # many) would find the last one's objects. Every session starts empty.
+        urllib.request.urlopen(urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="faceproc")
         yield env
     finally:

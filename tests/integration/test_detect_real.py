@@ -138,7 +138,9 @@ def test_yunet_through_the_same_seam():
 
     model = SHARED / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
     if not model.exists():
-        pytest.skip("YuNet model not in ../shared")
+        from tests.conftest import skip_unless_shared
+
+        skip_unless_shared(f"the YuNet model is not at {model}")
     img = insightface.data.get_image("t1")[..., ::-1]
     det = detector_for(DetectorConfig(kind="yunet", yunet=YunetConfig(model_file=str(model)))).detect(img)
     assert len(det) == 6 and (det.scores > 0.8).all()

@@ -14,8 +14,23 @@ from tests.conftest import UTKFACE, requires_shared
 
 pytestmark = requires_shared
 WEIGHTS = Path(__file__).resolve().parents[2] / "faceproc" / "weights"
-# Sane floors on 200 faces (the full validation numbers are in the model cards and the README).
-FLOORS = {"unfrozen": {"mae": 8.0, "acc": 0.85}, "frozen": {"mae": 10.5, "acc": 0.78}}
+
+# Floors, in one place: each is the figure measured with the shipped weights plus a written margin, so a
+# regression fails here instead of passing under a loose bound. Measured 2025-12 on commit 47872e7 (cards
+# unfrozen-258e7119e52e, frozen-7e8ec1de7c70; `pytest -s` on this file prints the figures). The runs are
+# deterministic on one machine; the margins cover another CPU/runtime (OpenVINO bf16 detection moves
+# keypoints by a fraction of a pixel: ~0.1 y of MAE) and little more. New weights: rerun and move these.
+# 200 validation faces through decode -> detect -> crop -> predict:
+FLOORS = {
+    "unfrozen": {"mae": 5.72 + 0.5,     # measured 5.72 y (the card's full validation split: 5.44)
+                 "acc": 0.955 - 0.02},  # measured 0.955 (0.02 = 4 of 200 faces)
+    "frozen": {"mae": 9.20 + 0.5,       # measured 9.20 y (card: 8.90)
+               "acc": 0.830 - 0.02},    # measured 0.830
+}
+# `faceproc evaluate-photos unfrozen --photos 3 --seed 5` (18 faces; one face is 1/18 of each figure):
+PHOTO_RECALL = 1.0              # measured 1.0 (18 of 18): one missed face fails
+PHOTO_AGE_MAE = 2.75 + 1.0      # measured 2.75 y; +1.0 = one face 18 y further off
+PHOTO_GENDER_ACC = 0.833 - 0.06  # measured 0.833 (15 of 18); one more wrong face passes, two fail
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +155,11 @@ def test_photo_evaluation_end_to_end(tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())["models"]["unfrozen"]
     truth = json.loads((tmp_path / "truth.json").read_text())
     n = sum(len(v) for v in truth["photos"].values())
-    assert n > 0 and res["photos"]["faces"] == n and res["photos"]["recall"] >= 0.9
-    assert res["crops"]["found"] >= n - 1 and res["photos"]["age_mae"] < 15
+    print(f"evaluate-photos: {n} faces, recall {res['photos']['recall']:.3f}, age MAE {res['photos']['age_mae']:.2f}, "
+          f"gender {res['photos']['gender_acc']:.3f}, crops found {res['crops']['found']}")
+    assert n > 0 and res["photos"]["faces"] == n and res["photos"]["recall"] >= PHOTO_RECALL
+    assert res["crops"]["found"] >= n - 1 and res["photos"]["age_mae"] <= PHOTO_AGE_MAE
+    assert res["photos"]["gender_acc"] >= PHOTO_GENDER_ACC
     train_keys = set()
     from faceproc.data.split import stratified_split
     from faceproc.data.utkface import read_utkface

@@ -23,7 +23,7 @@ from PIL import Image
 from faceproc.synth import mosaic
 from tests.conftest import REPO, requires_shared
 
-pytestmark = requires_shared
+# The token-authentication tests need no models: they run without ../shared; the rest are marked one by one.
 
 
 RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
@@ -151,6 +151,7 @@ def reference(cluster, archive, tmp_path_factory):
     return out, cluster.get_job_logs(job)
 
 
+@requires_shared
 def test_job_submission_writes_every_row(reference, archive):
     out, logs = reference
     faces, images = rows(out)
@@ -192,6 +193,7 @@ def _wait_for_shards(out, n, timeout=300):
     raise TimeoutError("no shard finished")
 
 
+@requires_shared
 def test_driver_sigkill_then_rerun_equals_uninterrupted_run(cluster, archive, reference, tmp_path):
     out = tmp_path / "out"
     job = submit(cluster, archive, out)
@@ -212,6 +214,7 @@ def test_driver_sigkill_then_rerun_equals_uninterrupted_run(cluster, archive, re
     same(faces, ref_faces)
 
 
+@requires_shared
 def test_worker_killed_mid_run_still_completes(cluster, archive, reference, tmp_path):
     out = tmp_path / "out"
     job = submit(cluster, archive, out)
@@ -314,6 +317,7 @@ print("AFTER", ray.is_initialized(), os.environ.get("RAY_AUTH_MODE"), flush=True
 """
 
 
+@requires_shared
 def test_embedded_cluster_is_gone_when_annotate_returns(archive, tmp_path):
     """The run's own cluster is shut down while the report is built (not at interpreter exit): when
     annotate returns, Ray is down, its processes are gone, and RAY_AUTH_MODE is as the caller had it."""
@@ -369,6 +373,7 @@ def _finish(p, timeout=600):
     return out
 
 
+@requires_shared
 def test_two_nodes_share_the_shards_and_losing_one_mid_run_loses_no_row(token_env, archive, reference, tmp_path):
     """A head and a worker node (two raylets on this machine, ray.cluster_utils): shards run on both (the
     manifest records each shard's node); the worker node removed mid-run, the job still finishes with every
@@ -402,6 +407,7 @@ def test_two_nodes_share_the_shards_and_losing_one_mid_run_loses_no_row(token_en
         c.shutdown()
 
 
+@requires_shared
 def test_gpu_share_requested_and_cpu_fallback_said_once(token_env, archive, tmp_path):
     """A node that declares a GPU this machine does not have (`ray start --num-gpus 1` does the same): the
     workers request their share of it, and, with no CUDA, run on the CPU after one clear line each."""

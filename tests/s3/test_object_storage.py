@@ -104,7 +104,7 @@ def test_s3_input_to_s3_and_local_outputs(s3_server, tree, tmp_path, fakes):
 def test_two_runs_into_one_s3_output_refused(s3_server, tree, fakes):
     out = "s3://faceproc/runs/locked"
     store = Store(out)
-    assert store.create_exclusive(".faceproc.lock", json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
+    assert store.create_exclusive(".faceproc.lock", json.dumps({"host": "elsewhere", "pid": 2**22 + 12345, "started": 0}))
     assert not store.create_exclusive(".faceproc.lock", "{}")  # the conditional PUT is what makes it exclusive
     with pytest.raises(OutputLocked, match="another faceproc run"):
         annotate([str(tree)], out, cfg_for_tests(), engine="local", models=fakes)

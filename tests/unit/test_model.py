@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402  (a hard dependency: imported, never skipped)
 
 from faceproc.agegender.architecture import build_model  # noqa: E402
 from faceproc.agegender.files import UnsafeModelError, load_model, save_model  # noqa: E402

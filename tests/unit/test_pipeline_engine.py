@@ -64,7 +64,11 @@ def test_other_settings_into_same_output_are_refused(tmp_path, fakes):
     annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", models=fakes, force=True)
     # Batch size and worker counts do not change rows: allowed.
     cfg.model.batch_size = 3
-    annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", models=fakes)
+    before = pd.read_parquet(tmp_path / "out" / "images")
+    calls = len(FakePredictor.calls)
+    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg, engine="local", models=fakes)
+    assert len(FakePredictor.calls) == calls and rep["files"] == 3  # accepted, and nothing done again
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "images"), before)
 
 
 def test_errors_before_any_work(tmp_path, fakes):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("keras")
+import keras  # noqa: E402,F401  (a hard dependency: imported, never skipped)
 
 from faceproc.agegender.architecture import build_model  # noqa: E402
 from faceproc.agegender.files import save_model  # noqa: E402

@@ -3,9 +3,8 @@
 import csv
 
 import numpy as np
-import pytest
 
-pytest.importorskip("keras")
+import keras  # noqa: E402,F401  (a hard dependency: imported, never skipped)
 
 from faceproc.train import TrainConfig, augment_batch, fit  # noqa: E402
 from tests.helpers import synthetic  # noqa: E402

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from faceproc.data.split import validation_half
+import keras  # noqa: E402,F401  (a hard dependency: imported, never skipped)
 
-pytest.importorskip("keras")
+from faceproc.data.split import validation_half  # noqa: E402
 
 from faceproc.data.cache import CACHE_SCHEMA, cache_records, load_cache  # noqa: E402
 from faceproc.data.recut import pack_cache  # noqa: E402

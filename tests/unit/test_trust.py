@@ -93,7 +93,8 @@ def test_second_run_into_the_same_output_is_refused(tmp_path, fakes):  # noqa: F
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
     out.mkdir()
-    (out / LOCK).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
+    # pid 1 is alive everywhere; a dead pid shows the lock is kept because the host is another one
+    (out / LOCK).write_text(json.dumps({"host": "elsewhere", "pid": 2**22 + 12345, "started": 0}))
     with pytest.raises(OutputLocked, match="another faceproc run"):
         annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local", models=fakes)
     # a lock left by a dead process of this machine is taken over

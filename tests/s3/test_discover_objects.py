@@ -1,0 +1,26 @@
+"""Discovery on an object store (survivors of the first mutation run, docs/mutation.md): hidden keys,
+ignored names, the run's own output prefix left out (and only it), sizes from the listing, one object."""
+
+from faceproc.discover import discover
+from faceproc.storage import read_bytes
+from tests.s3.test_object_storage import s3_client
+
+
+def put(keys):
+    c = s3_client()
+    for k in keys:
+        c.put_object(Bucket="faceproc", Key=k, Body=b"x" * len(k))
+
+
+def test_object_store_discovery(s3_server):
+    put(["arch/b/3.JPG", "arch/a/1.jpg", "arch/a/.hidden.jpg", "arch/.dot/2.png", "arch/a/notes.txt",
+         "arch/out/x.jpg", "arch/outside.jpg", "arch-other/4.jpg"])
+    disc = discover(["s3://faceproc/arch"], exclude=["s3://faceproc/arch/out"])
+    got = [(f.path[len("s3://faceproc/arch/"):], f.hidden, f.size) for f in disc.files]
+    assert got == [("outside.jpg", False, len("arch/outside.jpg")), (".dot/2.png", True, 15),
+                   ("a/.hidden.jpg", True, 18), ("a/1.jpg", False, 12), ("b/3.JPG", False, 12)]
+    assert disc.n_files == 5 and disc.n_ignored == 1
+    one = discover(["s3://faceproc/arch/a/1.jpg"])
+    assert [(f.path, f.hidden) for f in one.files] == [("s3://faceproc/arch/a/1.jpg", False)]
+    assert len(discover(["s3://faceproc/arch"]).files) == 6  # nothing excluded without an exclude
+    assert read_bytes("s3://faceproc/arch/a/1.jpg") == b"x" * 12
