@@ -102,3 +102,32 @@ def evaluate_model_halves(model_path: str, cache: str, manifest: str, seed: int 
     res["model"] = str(Path(model_path))
     res["crop_policy"] = policy.name
     return res
+
+
+def card_fields(res: dict[str, Any]) -> dict[str, Any]:
+    """What a card keeps of evaluate_model_halves: the maps the predictor applies, the report half's figures
+    (as shipped: with those maps) and whom the model fails."""
+    return {"calibration": res["calibration"], "calibration_decisions": res["calibration_decisions"],
+            "evaluation_halves": res["evaluation_halves"], "groups": res["groups"]}
+
+
+def format_halves(results: dict[str, dict]) -> str:
+    """Per model: both halves raw and calibrated, what was kept, then the report half's group tables."""
+    from .groups import format_groups
+
+    out = []
+    for m, r in results.items():
+        h = r["evaluation_halves"]
+        out.append(f"== {m} ({r['crop_policy']})")
+        out.append(f"{'half':<10} {'raw MAE':>8} {'gender':>7} {'ECE':>6} | {'calibrated MAE':>14} {'gender':>7} {'ECE':>6}")
+        for half in ("select", "report"):
+            a, c = h[half]["raw"], h[half]["calibrated"]
+            out.append(f"{half:<10} {a['age_mae']:8.3f} {100 * a['gender_acc']:6.2f}% {a['gender_ece']:6.3f} | "
+                       f"{c['age_mae']:14.3f} {100 * c['gender_acc']:6.2f}% {c['gender_ece']:6.3f}")
+        for k, d in r["calibration_decisions"].items():
+            out.append(f"{k} map: {'kept' if d['kept'] else 'left out'} (selection: {d['selection']}; report: {d['report']})")
+        s = h["report_shipped"]
+        out.append("report half as shipped, bias / MAE by age band: " + ", ".join(
+            f"{b} {v['bias']:+.1f}/{v['age_mae']:.1f}" for b, v in s["by_age_band"].items()))
+        out.append(format_groups(r["groups"]))
+    return "\n".join(out)
