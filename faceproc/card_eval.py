@@ -87,10 +87,20 @@ def halves_evaluation(predict_raw, keys, crops, age, gender, seed: int = 42) -> 
             "groups": group_metrics(ra, rp, age[rep], gender[rep], eth) | {"half": "report"}}
 
 
+def split_files(cfg) -> tuple[str, str] | None:
+    """An existing crop cache and split manifest for a training config (no crops are cut to find them),
+    or None when either is missing (then the caller prepares them)."""
+    if not cfg.cache:
+        return None
+    cache = Path(cfg.cache)
+    manifest = cache.with_name(cache.stem + f".split-{cfg.seed}-{cfg.val_fraction}.json")
+    return (str(cache), str(manifest)) if cache.exists() and manifest.exists() else None
+
+
 def evaluate_model_halves(model_path: str, cache: str, manifest: str, seed: int = 42, flip: bool = True) -> dict[str, Any]:
     """The validation crops of a crop cache, under the model's own crop policy, through the predictor annotate
     runs (mirror averaging on), with any calibration in its card switched off for the fit."""
-    from .data.cache import load_crops
+    from .data.recut import load_crops
     from .evaluate import predictor_for
 
     assignment, _ = read_manifest(manifest)

@@ -263,16 +263,17 @@ def evaluate(models, data, cache, split, flip, json_out, config, halves) -> None
     if not cfg.datasets:
         raise click.ClickException("give --data (the dataset the split manifest refers to)")
     out = Path(models[0]).parent
-    prepared = prepare_data(cfg, out)  # builds or reuses the cache and the split manifest
     if halves:
-        from .card_eval import evaluate_model_halves, format_halves
+        from .card_eval import evaluate_model_halves, format_halves, split_files
 
-        res = {m: evaluate_model_halves(m, prepared["cache"], prepared["manifest"], cfg.seed) for m in models}
+        cache_path, manifest = split_files(cfg) or (lambda p: (p["cache"], p["manifest"]))(prepare_data(cfg, out))
+        res = {m: evaluate_model_halves(m, cache_path, manifest, cfg.seed) for m in models}
         click.echo(format_halves(res))
         path = Path(json_out or out / "evaluation-halves.json")
         path.write_text(json.dumps(res, indent=1))
         click.echo(f"results: {path}")
         return
+    prepared = prepare_data(cfg, out)  # builds or reuses the cache and the split manifest
     results = evaluate_models(list(models), prepared["cache"], prepared["manifest"], split=split, flip=flip)
     click.echo(format_table(results))
     path = json_out or str(out / f"evaluation-{split}{'-flip' if flip else ''}.json")
