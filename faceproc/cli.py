@@ -321,7 +321,7 @@ def evaluate_photos(models, data, work, n_photos, photo_set, seed, engine, confi
 @click.option("--halves", "halves_json", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON written by `faceproc evaluate --halves`: its calibration, report-half figures and groups go "
                    "into the card (the calibration changes the rows, so the version gets a +cal suffix).")
-@click.option("--photo-evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--photo-evaluation", type=click.Path(exists=True, dir_okay=False), multiple=True,
               help="JSON written by `faceproc evaluate-photos` to embed in the card (its entry for this model).")
 def ship(model, variant, dest, evaluation, photo_evaluation, halves_json) -> None:
     """Copy a trained model and its card into the weights folder `annotate --model VARIANT` loads."""
@@ -336,16 +336,18 @@ def ship(model, variant, dest, evaluation, photo_evaluation, halves_json) -> Non
         if not mine:
             raise click.ClickException(f"{evaluation} has no results for {model}")
         extra["evaluation"] = {k: v for k, v in mine[0].items() if k != "path"} | {"source": Path(evaluation).name}
-    if photo_evaluation:
-        res = json.loads(Path(photo_evaluation).read_text())
-        version = ModelSpec.resolve(ModelConfig(variant=model, runtime="keras")).version
+    for pe in photo_evaluation:  # one key per photo set: photo_evaluation (standard), photo_evaluation_hard, ...
+        res = json.loads(Path(pe).read_text())
+        version = ModelSpec.resolve(ModelConfig(variant=str(model), runtime="keras")).card.get("version")
         mine = [r for m, r in res["models"].items() if r.get("version") == version
                 or Path(m).resolve() == Path(model).resolve()]
         if not mine:
-            raise click.ClickException(f"{photo_evaluation} has no results for {model} ({version})")
-        extra["photo_evaluation"] = {"photo_set": res["photo_set"], **{k: mine[0][k] for k in
-                                     ("photos", "crops", "gap") if k in mine[0]}, "source": Path(photo_evaluation).name,
-                                     "command": "faceproc evaluate-photos MODEL --data ../shared/data/utkface"}
+            raise click.ClickException(f"{pe} has no results for {model} ({version})")
+        name = res["photo_set"].get("set", "standard")
+        extra["photo_evaluation" + ("" if name == "standard" else f"_{name}")] = {
+            "photo_set": res["photo_set"], **{k: mine[0][k] for k in ("photos", "crops", "gap") if k in mine[0]},
+            "source": Path(pe).name,
+            "command": f"faceproc evaluate-photos MODEL --data ../shared/data/utkface --set {name}"}
     if halves_json:
         from .card_eval import card_fields
 
