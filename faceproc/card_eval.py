@@ -117,8 +117,15 @@ def evaluate_model_halves(model_path: str, cache: str, manifest: str, seed: int 
 def card_fields(res: dict[str, Any]) -> dict[str, Any]:
     """What a card keeps of evaluate_model_halves: the maps the predictor applies, the report half's figures
     (as shipped: with those maps) and whom the model fails."""
+    kids = res["groups"]["by_age_band"].get("0-9") or {}
+    limits = {"doc": "docs/limitations.md",
+              "age": "apparent age as UTKFace labelled it, not true age; errors grow past 40 (by_age_band)",
+              "gender": "UTKFace's binary label, not a person's gender identity"}
+    if kids.get("n"):
+        limits["children"] = (f"gender of children aged 0-9 is right {100 * kids['gender_acc']:.1f}% of the time "
+                              f"(report half, {kids['n']} faces, 95% interval {kids['gender_acc_ci95']}): hard for every model")
     return {"calibration": res["calibration"], "calibration_decisions": res["calibration_decisions"],
-            "evaluation_halves": res["evaluation_halves"], "groups": res["groups"]}
+            "evaluation_halves": res["evaluation_halves"], "groups": res["groups"], "limitations": limits}
 
 
 def format_halves(results: dict[str, dict]) -> str:
