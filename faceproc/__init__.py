@@ -13,6 +13,11 @@ __version__ = "0.1.0"
 # module imports TensorFlow, in the driver and, through the inherited environment, in Ray workers.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# No call home from the libraries faceproc loads (OpenVINO's telemetry): faceproc/offline.py, docs/privacy.md.
+from .offline import no_library_telemetry as _no_library_telemetry  # noqa: E402
+
+_no_library_telemetry()
+
 
 def annotate(inputs, out, cfg=None, **kwargs):
     """Annotate every image under `inputs` into the output folder `out` (see faceproc.engine.annotate)."""

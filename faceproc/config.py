@@ -100,6 +100,11 @@ class ModelConfig:
     flip_tta: bool = True  # average predictions over the crop and its mirror image
     min_age: float = 0.0
     max_age: float = 100.0
+    # Age and gender are withheld (null, with the reason in faces.withheld) for faces whose box's shorter side
+    # is below min_face_px original pixels, or whose crop's sharpness is below min_sharpness (faceproc/quality.py;
+    # chosen from scripts/face_size_sweep.py, benchmarks/results/face_size.json). 0 = never.
+    min_face_px: float = 24.0
+    min_sharpness: float = 6.0
     threads: int = field(default=0, metadata=SAME_ROWS)  # inference intra-op threads; 0 = the runtime's default
     # keras (TensorFlow or another Keras 3 backend) | openvino (the model's OpenVINO copy beside its .keras,
     # made by `faceproc export-openvino`: no TensorFlow in the workers, ~4 s less start-up each, outputs
@@ -132,6 +137,10 @@ class RunConfig:
     # Symlinks whose target lies outside the inputs are not followed (they are counted in the report);
     # true follows them. Which files are inputs, not how a row is made: the rows of a file stay the same.
     follow_external_symlinks: bool = field(default=False, metadata=SAME_ROWS)
+    # Never download a model (the detector pack on first use): a missing one is an error (also FACEPROC_OFFLINE=1).
+    offline: bool = field(default=False, metadata=SAME_ROWS)
+    # false: report.html shows no face (no gallery thumbnails, no previews; previews must then be 0).
+    faces_in_report: bool = field(default=True, metadata=SAME_ROWS)
 
 
 @dataclass
@@ -207,6 +216,8 @@ _RULES: dict[str, tuple[Any, str]] = {
     "detector.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
     "model.batch_size": (lambda v: 0 <= v <= 4096, "must be 0..4096 (0 = auto)"),
     "model.threads": (lambda v: v >= 0, "must be >= 0 (0 = default)"),
+    "model.min_face_px": (lambda v: v >= 0, "must be >= 0 (0 = never withhold)"),
+    "model.min_sharpness": (lambda v: v >= 0, "must be >= 0 (0 = never withhold)"),
     "model.runtime": (lambda v: v in ("auto", "keras", "openvino"), "must be auto, keras or openvino"),
     "run.shard_size": (lambda v: v >= 1, "must be >= 1"),
     "run.workers": (lambda v: v >= 0, "must be >= 0 (0 = one per CPU)"),
@@ -232,6 +243,8 @@ def row_settings(cfg: "Config") -> dict[str, dict[str, Any]]:
 
 def _validate(cfg: "Config") -> list[str]:
     problems = broken_rules(cfg, _RULES)
+    if cfg.run.previews and not cfg.run.faces_in_report:
+        problems.append(f"run.previews = {cfg.run.previews}: previews show faces, and run.faces_in_report is false")
     if cfg.model.min_age >= cfg.model.max_age:
         problems.append(f"model.min_age ({cfg.model.min_age}) must be below model.max_age ({cfg.model.max_age})")
     sc = cfg.detector.scrfd
@@ -257,4 +270,8 @@ _REPLACED = {
 def resolve_backbone_weights(value: str | None = None) -> str | None:
     """`imagenet` (Keras download) unless a local .h5 is configured; `none` = random init (tests)."""
     v = value or os.environ.get(ENV_BACKBONE_WEIGHTS) or "imagenet"
+    from .offline import download_forbidden
+    if v == "imagenet" and (why := download_forbidden("the ImageNet MobileNetV2 backbone", "~/.keras/models",
+                                                      f"set {ENV_BACKBONE_WEIGHTS} to a local no-top .h5")):
+        raise FileNotFoundError(why)
     return None if v == "none" else v

@@ -16,13 +16,14 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import formats as F
+from . import metadata as M
 from .config import DecodeConfig
 from .storage import is_uri, read_bytes
 from .walk import extension
@@ -44,6 +45,8 @@ class Decoded:
     height: int
     scale: float  # decoded pixels per original pixel (<= 1)
     orientation: int = 1
+    # taken_at, taken_at_offset, camera_make, camera_model from the EXIF Pillow parsed (metadata.py)
+    meta: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -99,8 +102,9 @@ def _fast(data: bytes, im: Image.Image) -> np.ndarray | None:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
-    """Raise DecodeFailure with a status from decode.STATUSES on any problem."""
+def decode_file(path: str, cfg: DecodeConfig | None = None, digest=None) -> Decoded:
+    """Raise DecodeFailure with a status from decode.STATUSES on any problem. `digest` (a hashlib-like
+    object) is fed the file's bytes as they are read: the row's content hash costs no second read."""
     cfg = cfg or DecodeConfig()
     raw = extension(path) in F.RAW_EXTENSIONS
     if is_uri(path):  # an object in a store: fetched whole (a photo is a few MB), then decoded the same way
@@ -108,15 +112,23 @@ def decode_file(path: str, cfg: DecodeConfig | None = None) -> Decoded:
             data = read_bytes(path)
         except OSError as e:
             raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e}") from None
+        if digest is not None:
+            digest.update(data)
         return _decode(io.BytesIO(data), len(data), cfg, raw)
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or stream forever
             raise DecodeFailure(UNREADABLE, "not a regular file")
-        if st.st_size > _IN_MEMORY:  # Pillow (and LibRaw) stream it from the file
+        if st.st_size > _IN_MEMORY:  # Pillow (and LibRaw) stream it from the file (hashed in a pass of its own)
+            if digest is not None:
+                with open(path, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        digest.update(chunk)
             return _decode(open(path, "rb"), st.st_size, cfg, raw)
         with open(path, "rb") as fh:
             data = fh.read()
+        if digest is not None:
+            digest.update(data)
     except OSError as e:
         raise DecodeFailure(UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from None
     return _decode(io.BytesIO(data), len(data), cfg, raw)
@@ -161,9 +173,9 @@ def _decode(fh, size: int, cfg: DecodeConfig, raw: bool = False) -> Decoded:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if raw:
-                rgb, disp_w, disp_h, orientation = _raw(fh, cfg)
+                rgb, disp_w, disp_h, orientation, meta = _raw(fh, cfg)
             else:
-                rgb, disp_w, disp_h, orientation = _pillow(fh, cfg)
+                rgb, disp_w, disp_h, orientation, meta = _pillow(fh, cfg)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DecodeFailure(CORRUPT, f"unexpected pixel layout {rgb.shape}", disp_w, disp_h)
     rgb = np.ascontiguousarray(rgb)
@@ -174,12 +186,13 @@ def _decode(fh, size: int, cfg: DecodeConfig, raw: bool = False) -> Decoded:
         # INTER_AREA (which costs a quarter of all decoding time on the photos corpus); further down, INTER_AREA.
         rgb = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))),
                          interpolation=cv2.INTER_LINEAR if f >= 0.5 else cv2.INTER_AREA)
-    return Decoded(rgb=rgb, width=disp_w, height=disp_h, scale=rgb.shape[1] / disp_w, orientation=orientation)
+    return Decoded(rgb=rgb, width=disp_w, height=disp_h, scale=rgb.shape[1] / disp_w, orientation=orientation,
+                   meta=meta)
 
 
 def _pillow(fh, cfg: DecodeConfig, orientation: int | None = None):
-    """(rgb in display orientation, display width, display height, orientation) through Pillow (plus
-    pillow-heif). `orientation` given: use it instead of the file's EXIF (a RAW file's preview)."""
+    """(rgb in display orientation, display width, display height, orientation, camera fields) through Pillow
+    (plus pillow-heif). `orientation` given: use it instead of the file's EXIF (a RAW file's preview)."""
     heif = F.enable_heif()
     try:
         im = Image.open(fh)
@@ -201,6 +214,7 @@ def _pillow(fh, cfg: DecodeConfig, orientation: int | None = None):
         e.width, e.height = (h0, w0) if o in _ROTATES else (w0, h0)
         raise
     orientation = orientation or _orientation(im)
+    meta = M.camera_fields(im)  # the EXIF block the orientation came from: no second read
     disp_w, disp_h = (h0, w0) if orientation in _ROTATES else (w0, h0)
     rgb = None
     if isinstance(fh, io.BytesIO):
@@ -221,7 +235,7 @@ def _pillow(fh, cfg: DecodeConfig, orientation: int | None = None):
             raise DecodeFailure(CORRUPT, f"{type(e).__name__}: {e}", disp_w, disp_h) from None
     if orientation in _UPRIGHT:
         rgb = _UPRIGHT[orientation](rgb)
-    return rgb, disp_w, disp_h, orientation
+    return rgb, disp_w, disp_h, orientation, meta
 
 
 def _raw(fh, cfg: DecodeConfig):
@@ -241,8 +255,12 @@ def _raw(fh, cfg: DecodeConfig):
         pixels, disp_w, disp_h, _, orientation = F.raw_header(raw)
         check_shape(disp_w, disp_h, cfg, pixels, (disp_w, disp_h))
 
+        meta = dict(M.EMPTY)  # a RAW file's camera fields: those of its embedded preview, when it has EXIF
+
         def preview(data: bytes, o: int):
-            return _pillow(io.BytesIO(data), DecodeConfig(**{**cfg.__dict__, "min_side": 1}), o)[0]
+            rgb, *_, meta_ = _pillow(io.BytesIO(data), DecodeConfig(**{**cfg.__dict__, "min_side": 1}), o)
+            meta.update(meta_)
+            return rgb
 
         try:
             rgb, _how = F.raw_pixels(raw, cfg.max_side, preview)
@@ -250,4 +268,4 @@ def _raw(fh, cfg: DecodeConfig):
             raise DecodeFailure(CORRUPT, f"RAW preview: {e}", disp_w, disp_h) from None
         except (rawpy.LibRawError, OSError, ValueError, MemoryError) as e:
             raise DecodeFailure(CORRUPT, f"RAW data: {type(e).__name__}: {e}", disp_w, disp_h) from None
-    return rgb, disp_w, disp_h, orientation
+    return rgb, disp_w, disp_h, orientation, meta

@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .objectstore import list_files
+from .objectstore import list_objects
 from .storage import is_uri
 
 from .formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 (re-exported)
@@ -77,13 +77,12 @@ class Discovery:
         }
 
 
-
 def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
     """walk_images for an object-store prefix (s3://bucket/archive): (folder, files) per key prefix, sorted;
     "folders" are the key prefixes up to the last slash. A prefix in `exclude` (the run's output) is skipped."""
     skip = tuple(e.rstrip("/") + "/" for e in exclude if is_uri(e))
     by_dir: dict[str, list[FileEntry]] = {}
-    for path, size in list_files(uri):
+    for path, size, mtime_ns in list_objects(uri):
         if skip and path.startswith(skip):
             continue
         d, name = path.rsplit("/", 1)
@@ -92,7 +91,7 @@ def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
             continue
         rel = path[len(uri.rstrip("/")) + 1:] if path != uri else name
         hidden = any(part.startswith(".") for part in rel.split("/"))
-        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size))
+        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size, mtime_ns=mtime_ns, root=uri))
     for d in sorted(by_dir):
         yield d, by_dir[d]
 

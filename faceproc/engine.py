@@ -1,4 +1,5 @@
 """Runs the pipeline over shards: on Ray (a local one or a cluster) or in-process, with exact resume.
+The driver is here; the executors are in faceproc/executors/ (local.py, ray_pool.py).
 
 Exactly-once by construction: a shard's rows go to files named after the shard
 (`faces/<id>.parquet`, `images/<id>.parquet`, each written atomically), and only then its marker
@@ -23,25 +24,23 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from .cluster import ClusterUnreachable  # noqa: F401 (for the CLI)
+from .cluster import wait_embedded_ray as _wait_embedded_ray
 from .config import Config
-from .discover import Discovery, Shard, check_inputs, cut_shards, discover
+from .discover import Discovery, check_inputs, cut_shards, discover
+from .executors.local import local_workers, run_local as _run_local
+from .executors.ray_pool import ray_workers as _ray_workers, run_ray as _run_ray
+from .offline import set_offline
 from .plan import ModelFactory, RunPlan
-from .runstate import (LOCK, MANIFEST, SHARD_DIR, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401
-                       OutputNotWritable, RunConfigMismatch, _diff, _is_disk_full, _remove_uncommitted, acquire_lock,
-                       check_output, commit_shard, committed_shards, remove_shard, shard_marker)
+from .runstate import (LOCK, MANIFEST, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401 (re-exported)
+                       OutputNotWritable, RunConfigMismatch, _is_disk_full, _remove_uncommitted, acquire_lock,
+                       check_output)
+from .signals import stop_on_signals as _stop_on_signals
 from .storage import Store
 
 log = logging.getLogger("faceproc")
-
-
-class ClusterUnreachable(RuntimeError):
-    pass
-
-
-class _Stop(KeyboardInterrupt):
-    pass
 
 
 class _ConsoleAtLeast:
@@ -59,283 +58,9 @@ class _ConsoleAtLeast:
             h.setLevel(level)
 
 
-class _stop_on_signals:
-    """SIGTERM (a scheduler, `kill`) stops the run the way Ctrl-C does, instead of killing it mid-write."""
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            def stop(signum, frame):
-                raise _Stop()
-
-            self.old = signal.signal(signal.SIGTERM, stop)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
-        return False
-
-
-# ------------------------------------------------------------------------------ one shard
-
-def process_shard(annotator, shard: Shard, out: str | os.PathLike | Store, run_id: str) -> dict[str, Any]:
-    """Annotate one shard and commit it (faceproc.runstate.commit_shard: rows first, marker last)."""
-    store = out if isinstance(out, Store) else Store(out)
-    return commit_shard(store, shard, annotator.annotate(shard.files, shard.shard_id, run_id))
-
-
-# ------------------------------------------------------------------------------ executors
-
-def _run_local(plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable) -> list[dict]:
-    from .pipeline import Annotator
-
-    annotator = Annotator(plan)
-    failed = []
-    for shard in shards:
-        try:
-            on_done(process_shard(annotator, shard, out, run_id))
-        except Exception as e:  # a shard-level failure is reported, the rest goes on
-            if _is_disk_full(e):
-                raise  # every later shard would fail the same way: stop and say so
-            log.error("shard %s failed: %s", shard.shard_id, e)
-            failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
-    return failed
-
-
-def _init_ray(cfg: Config):
-    import ray
-
-    if not ray.is_initialized():
-        address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
-        if address:
-            _check_reachable(address)
-            log.info("attaching to the Ray cluster at %s", address)
-            ray.init(address=address, log_to_driver=True)
-        else:
-            # address="local": always a fresh embedded cluster. A bare ray.init() would join the last cluster
-            # started on this machine (Ray's ray_current_cluster file), and hang forever when that one is dead.
-            log.info("starting an embedded Ray cluster for this run (set RAY_ADDRESS or run.ray_address to use another)")
-            _EMBEDDED["set_auth"] = _keep_token_auth()
-            ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
-            _EMBEDDED["started"] = True
-    return ray
-
-
-_EMBEDDED: dict[str, Any] = {"started": False, "set_auth": False, "thread": None}
-
-
-def _release_embedded_ray() -> None:
-    """The run's own cluster is shut down as soon as the work is done, in the background: Ray's shutdown
-    (~1.4 s here) then overlaps the report instead of adding to every run's wall time at exit."""
-    if not _EMBEDDED["started"] or _EMBEDDED["thread"] is not None:
-        return
-    import threading
-
-    import ray
-
-    _EMBEDDED["thread"] = threading.Thread(target=ray.shutdown, name="faceproc-ray-shutdown", daemon=True)
-    _EMBEDDED["thread"].start()
-
-
-def _wait_embedded_ray() -> None:
-    """End of a run: the embedded cluster is gone, and RAY_AUTH_MODE is as the caller had it."""
-    if not _EMBEDDED["started"]:
-        return
-    _release_embedded_ray()
-    _EMBEDDED["thread"].join()
-    if _EMBEDDED["set_auth"]:
-        os.environ.pop("RAY_AUTH_MODE", None)
-        _refresh_ray_auth_mode()
-    _EMBEDDED.update(started=False, set_auth=False, thread=None)
-
-
-def _refresh_ray_auth_mode() -> None:
-    try:  # Ray reads the mode once per process: refresh it, as its own _enable_token_auth does
-        from ray._raylet import Config as RayConfig
-
-        RayConfig.initialize("")
-    except Exception:  # a Ray without this hook reads the variable at start-up anyway
-        pass
-
-
-def _keep_token_auth() -> bool:
-    """The embedded cluster listens on every interface: token authentication stays on, quietly.
-
-    Ray enables it for a new local cluster only when RAY_AUTH_MODE is unset, and then prints a message whose
-    usual answer (RAY_AUTH_MODE=disabled) would open the ports to anyone on the network. Setting the mode
-    explicitly keeps it on without the message; Ray creates ~/.ray/auth_token if no token is set.
-    Returns whether it set the variable (the end of the run takes it away again).
-    """
-    mode = os.environ.get("RAY_AUTH_MODE")
-    if mode is None:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        _refresh_ray_auth_mode()
-        return True
-    if mode.lower() != "token":
-        log.warning("RAY_AUTH_MODE=%s: the embedded Ray cluster runs WITHOUT token authentication, and anyone who "
-                    "can reach this machine's network ports can run code on it while the run lasts", mode)
-    return False
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A given cluster address that nobody answers fails in seconds, not after Ray's endless retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    if address in ("auto", "local"):
-        return
-    u = urlparse(address if "://" in address else f"tcp://{address}")
-    if not u.hostname or not u.port:
-        return
-    try:
-        socket.create_connection((u.hostname, u.port), timeout=timeout).close()
-    except OSError as e:
-        raise ClusterUnreachable(
-            f"the Ray cluster at {address} does not answer ({e}); check RAY_ADDRESS / run.ray_address") from None
-
-
-def _log_gpu_fallback(gpu_ids) -> None:
-    """A worker given a GPU share on a node whose CUDA runtime is missing runs on the CPU: say so once, plainly."""
-    try:
-        import onnxruntime as ort
-
-        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    except ImportError:
-        cuda = False
-    if not cuda:
-        logging.getLogger("faceproc").warning(
-            "this worker was given GPU %s but onnxruntime has no CUDA provider (install onnxruntime-gpu and CUDA): "
-            "detection and age/gender run on the CPU", ",".join(str(g) for g in gpu_ids))
-
-
-def _make_worker_class(ray):
-    @ray.remote
-    class ShardWorker:
-        def __init__(self, plan: RunPlan, out: str, run_id: str):
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            from .pipeline import Annotator
-
-            self.out, self.run_id = out, run_id
-            ctx = ray.get_runtime_context()
-            self.node = ctx.get_node_id()
-            gpus = ray.get_gpu_ids()
-            if gpus:
-                _log_gpu_fallback(gpus)
-            self.annotator = Annotator(plan)
-            self.annotator.warm_up()
-
-        def pid(self) -> int:
-            return os.getpid()
-
-        def run(self, shard: Shard) -> dict:
-            summary = process_shard(self.annotator, shard, self.out, self.run_id)
-            summary["node"] = self.node  # which node ran it: recorded in the manifest
-            return summary
-
-    return ShardWorker
-
-
-def _ray_workers(cfg: Config) -> int:
-    """How many worker actors the cluster takes (starts or attaches to Ray)."""
-    ray = _init_ray(cfg)
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    return cfg.run.workers or max(1, int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
-
-
-def _run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable, plan: RunPlan) -> list[dict]:
-    ray = _init_ray(cfg)
-    res = ray.cluster_resources()
-    cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
-    per = max(cfg.run.cpus_per_worker, 0.01)
-    n_workers = max(1, min(_ray_workers(cfg), len(shards)))
-    gpu_each = cfg.run.gpus_per_worker
-    if gpu_each is None:
-        gpu_each = min(1.0, gpus / n_workers) if gpus else 0.0
-    wplan = ray.put(plan.for_workers(per, portable=True))  # once in the object store, the models' bytes aboard
-    Worker = _make_worker_class(ray)
-    # Retries are the loop's, not Ray's (max_task_retries=0): a shard whose actor died goes back to the queue
-    # and to another live actor at once, instead of waiting for its own actor to come back, which never
-    # happens when the actor's node is gone and no other node has room for it. Dead actors restart
-    # (max_restarts=-1) wherever there is room and get work again when they answer a ping.
-    workers = [
-        Worker.options(num_cpus=per, num_gpus=gpu_each, max_restarts=-1,
-                       max_task_retries=0).remote(wplan, str(out), run_id)
-        for _ in range(n_workers)
-    ]
-    log.info("ray: %d workers x %.2g CPU, %.2g GPU each (cluster: %g CPU, %g GPU), %d shards",
-             n_workers, per, gpu_each, cpus, gpus, len(shards))
-    t_start = time.time()
-    ray.get([w.pid.remote() for w in workers])  # models loaded: the rest is steady-state work
-    log.info("workers ready in %.1f s", time.time() - t_start)
-    from ray.exceptions import RayActorError
-
-    pending = list(reversed(shards))
-    in_flight: dict[Any, tuple[int, Shard, int]] = {}
-    pings: dict[Any, int] = {}
-    alive = [True] * n_workers
-    load = [0] * n_workers
-    attempts: dict[str, int] = {}
-    failed: list[dict] = []
-    cap = max(1, cfg.run.max_in_flight)
-
-    def submit(w: int, shard: Shard):
-        attempts[shard.shard_id] = attempts.get(shard.shard_id, 0) + 1
-        in_flight[workers[w].run.remote(shard)] = (w, shard, attempts[shard.shard_id])
-        load[w] += 1
-
-    def free_worker() -> int | None:
-        live = [w for w in range(n_workers) if alive[w] and load[w] < cap]
-        return min(live, key=lambda w: load[w]) if live else None
-
-    while pending or in_flight:
-        # Breadth first: every live worker gets a shard before any gets a second one.
-        while pending and (w := free_worker()) is not None:
-            submit(w, pending.pop())
-        ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=60)
-        if not ready:
-            if not any(alive):
-                log.warning("no live worker: waiting for Ray to restart them (%d shards to do)", len(pending))
-            continue
-        for ref in ready:
-            if ref in pings:  # a restarted actor answers: it takes work again
-                w = pings.pop(ref)
-                try:
-                    ray.get(ref)
-                    alive[w] = True
-                    log.info("worker %d is back", w)
-                except RayActorError:
-                    pings[workers[w].pid.remote()] = w
-                continue
-            w, shard, attempt = in_flight.pop(ref)
-            load[w] -= 1
-            try:
-                on_done(ray.get(ref))
-            except Exception as e:  # the actor died (process or node lost), or the shard itself raised
-                if isinstance(e, RayActorError) and alive[w]:
-                    alive[w] = False
-                    pings[workers[w].pid.remote()] = w
-                    log.warning("worker %d died (%s); its shards go to the others", w, type(e).__name__)
-                if attempt < cfg.run.max_task_retries + 1:
-                    log.warning("shard %s failed (attempt %d): %s; retrying", shard.shard_id, attempt,
-                                str(e).splitlines()[0][:300])
-                    pending.append(shard)
-                else:
-                    log.error("shard %s failed for good: %s", shard.shard_id, e)
-                    failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
-    for w in workers:
-        ray.kill(w)
-    _release_embedded_ray()
-    return failed
-
-
 # ------------------------------------------------------------------------------ driver
 
+@_stop_on_signals(Interrupted)  # from the start: a stop before the shards begin is a clean exit 130 too
 def annotate(
     inputs: list[str],
     out: str | os.PathLike,
@@ -346,14 +71,23 @@ def annotate(
     progress: bool | None = None,
     models: ModelFactory | None = None,
     plan: RunPlan | None = None,
+    prune: bool = False,
+    verify: bool = False,
 ) -> dict[str, Any]:
     """Annotate every image under `inputs` into `out`; resumable; returns the run summary. `models`: how the
-    plan's specs become models (tests: stand-ins); `plan`: one resolved already (then `cfg` is its config)."""
+    plan's specs become models (tests: stand-ins); `plan`: one resolved already (then `cfg` is its config).
+    `force`: start again when the settings changed; `prune`: drop the rows of files no longer among the
+    inputs; `verify`: re-hash files whose stat is unchanged (faceproc/resume.py)."""
+    from .ownership import check_location, check_owned
+
     cfg = plan.config if plan else cfg or Config()
+    check_location(inputs, out)  # -o "", an input, inside one or holding one: refused before anything is written
     out = Store(out)  # a local folder or an object-store prefix (s3://bucket/runs/r1)
+    check_owned(out)  # a folder faceproc did not write, or holding files it did not write: refused
     # The output folder (and anything in it) is never input, even when it lies inside an input folder.
     disc = discover(inputs, exclude=[str(out)],  # raises on a missing input, before any work
                     follow_external_symlinks=cfg.run.follow_external_symlinks)
+    set_offline(cfg.run.offline)  # no model download when offline (faceproc/offline.py)
     plan = plan or RunPlan.resolve(cfg, models)  # every model found (or fetched once) before anything is written
     check_output(out)
     release_lock = acquire_lock(out)
@@ -370,7 +104,7 @@ def annotate(
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     try:
-        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan)
+        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan, prune, verify)
     except OSError as e:
         if _is_disk_full(e):
             _remove_uncommitted(out)
@@ -392,49 +126,19 @@ def annotate(
 
 
 def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, limit, progress, disc,
-                     plan: RunPlan) -> dict[str, Any]:
+                     plan: RunPlan, prune: bool = False, verify: bool = False) -> dict[str, Any]:
+    from .resume import resume
+
     if limit:
         disc = _limit(disc, limit)
     model_label, fp = plan.model.label, plan.fingerprint
-    mpath = out.where(MANIFEST)
-    try:
-        old = json.loads(out.read_text(MANIFEST)) if out.exists(MANIFEST) else None
-    except (OSError, ValueError) as e:
-        if not force:
-            raise RunConfigMismatch(f"{mpath} is unreadable ({e}): the run it describes cannot be resumed. "
-                                    f"Use a new output folder, or --force to discard the old rows and start again.") from None
-        old = {"fingerprint": None}
-    if old and old.get("fingerprint") != fp:
-        if not force:
-            diff = "; ".join(_diff(old.get("fingerprint", {}), fp))
-            raise RunConfigMismatch(
-                f"{out} holds a run with different settings ({diff}). Use a new output folder, or --force "
-                f"to discard the old rows and start again."
-            )
-        for sub in ("faces", "images", SHARD_DIR, "previews"):
-            out.delete_tree(sub)
-        old = None
+    # What the output already holds: kept, done again (changed files), refused or pruned (faceproc/resume.py).
+    state = resume(out, disc.files, fp, force=force, prune=prune, verify=verify)
+    old, done, todo_files = state.old, state.done, state.todo
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
-    done = committed_shards(out)
-    current = {f.path for f in disc.files}
-    gone = sorted(sid for sid, m in done.items() if any(p not in current for p in m["paths"]))
-    if gone and not force:
-        # Fewer inputs than the committed rows cover (--limit, a folder left out or deleted): never drop rows silently.
-        dirs = sorted({done[g].get("dir", g) for g in gone})
-        raise RunConfigMismatch(
-            f"{out} holds finished rows of {len(gone)} shard(s) that these inputs do not cover "
-            f"({', '.join(dirs[:3])}{' ...' if len(dirs) > 3 else ''}). Rerun with the same inputs (and no smaller "
-            f"--limit) to keep them, or --force to remove those rows.")
-    for sid in gone:  # --force: their rows go; files of theirs still among the inputs are done again
-        remove_shard(out, sid)
-        del done[sid]
-    if gone:
-        log.info("removed the rows of %d shards that are no longer part of the inputs (--force)", len(gone))
-    _remove_uncommitted(out)
     done_paths = {p for m in done.values() for p in m["paths"]}
-    todo_files = [f for f in disc.files if f.path not in done_paths]
     # Every worker gets work whatever the folder layout, and all finish close together (cut_shards).
-    workers = _ray_workers(cfg) if engine == "ray" and todo_files else 1
+    workers = (_ray_workers(cfg) if engine == "ray" else local_workers(cfg)) if todo_files else 1
     todo = cut_shards(todo_files, cfg.run.shard_size, workers)
     shards = {sid: {"dir": m.get("dir"), "files": m.get("files", len(m["paths"])), "state": "done",
                     "faces": m.get("faces")} for sid, m in done.items()}
@@ -525,7 +229,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         write_previews(out, cfg.run.previews, cfg.decode)
     from .report import build_report
 
-    report = build_report(out)
+    report = build_report(out, cfg.run.faces_in_report)
     report["failed_shards"] = failed
     return report
 

@@ -50,8 +50,9 @@ def filesystem(uri: str):
 
 
 
-def list_files(uri: str) -> list[tuple[str, int]]:
-    """(uri, size) of every object under a prefix, sorted: discovery on object stores."""
+def list_objects(uri: str) -> list[tuple[str, int, int | None]]:
+    """(uri, size, mtime in ns) of every object under a prefix, sorted: discovery on object stores (the
+    mtime: change detection on reruns, faceproc/changes.py)."""
     from pyarrow import fs
 
     fs_, p = filesystem(uri)
@@ -60,13 +61,12 @@ def list_files(uri: str) -> list[tuple[str, int]]:
         raise FileNotFoundError(f"input {uri} does not exist (no object under this prefix)")
     scheme = urlparse(uri).scheme
     if info.type == fs.FileType.File:
-        return [(uri, info.size)]
+        return [(uri, info.size, info.mtime_ns)]
     out = []
     for i in fs_.get_file_info(fs.FileSelector(p, recursive=True)):
         if i.type == fs.FileType.File:
-            out.append((f"{scheme}://{i.path}", i.size))
+            out.append((f"{scheme}://{i.path}", i.size, i.mtime_ns))
     return sorted(out)
-
 
 
 def conditional_put(uri: str, rel: str, text: str) -> bool:

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import decode as D
+from .changes import ContentDigest
 from .crop import crop_faces
 from .discover import FileEntry
+from .metadata import EMPTY as NO_CAMERA, file_mtime, location_fields
 from .plan import RunPlan
+from .quality import face_px, sharpness, withheld
 from .schema import FACES, IMAGES, path_fields, to_table
 from .storage import file_size
 
@@ -62,22 +65,28 @@ class Annotator:
     # ------------------------------------------------------------------ one image
     def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
         t0 = time.perf_counter()
-        row = {**path_fields(entry.path), "bytes": None, "width": None, "height": None, "n_faces": 0,
+        row = {**path_fields(entry.path), "bytes": None, "mtime_ns": entry.mtime_ns, "inode": entry.ino,
+               "content_hash": None, "width": None, "height": None, "n_faces": 0,
                "status": D.OK, "error": None, "elapsed_ms": None, "shard": shard_id, "run_id": run_id}
         row["bytes"] = entry.size if entry.size is not None else file_size(entry.path)
+        # no face count until the file is read (null for every failure); where it lies, its mtime (metadata.py)
+        row.update(n_faces=None, file_mtime=file_mtime(entry.mtime_ns), **location_fields(entry.path, entry.root),
+                   **NO_CAMERA)
         if entry.hidden:
             row.update(status=D.SKIPPED_HIDDEN, error="hidden file or folder")
             return _Pending(row, [], None, time.perf_counter() - t0)
+        digest = ContentDigest()  # fed the bytes decoding reads
         try:
-            dec = D.decode_file(entry.path, self.plan.decode)
+            dec = D.decode_file(entry.path, self.plan.decode, digest)
         except D.DecodeFailure as e:
-            row.update(status=e.status, error=e.message, width=e.width, height=e.height)
+            row.update(status=e.status, error=e.message, width=e.width, height=e.height, content_hash=digest.value())
             return _Pending(row, [], None, time.perf_counter() - t0)
         except Exception as e:  # a decoder bug must cost one row, not the shard
-            row.update(status=D.CORRUPT, error=f"{type(e).__name__}: {e}")
+            row.update(status=D.CORRUPT, error=f"{type(e).__name__}: {e}", content_hash=digest.value())
             return _Pending(row, [], None, time.perf_counter() - t0)
-        row.update(width=dec.width, height=dec.height)
+        row.update(width=dec.width, height=dec.height, content_hash=digest.value())
         try:
+            row.update(dec.meta)  # taken_at, camera (metadata.py), from the EXIF block decode parsed
             det = self.detector.detect(dec.rgb, scale=dec.scale)  # post-processed in detectors.base.finish
             crops = crop_faces(dec.rgb, det.boxes, det.kps, policy=self.policy)
             inv = 1.0 / dec.scale  # decoded -> original pixels
@@ -86,10 +95,12 @@ class Annotator:
             log.warning("detection failed on %s: %s", entry.path, traceback.format_exc(limit=3))
             row.update(status=D.FAILED, error=f"detection: {type(e).__name__}: {e}")
             return _Pending(row, [], None, time.perf_counter() - t0)
+        m = self.plan.config.model
         faces = [
             {**path_fields(entry.path), "face_index": i, "x1": float(b[0]), "y1": float(b[1]), "x2": float(b[2]),
-             "y2": float(b[3]), "det_score": float(s), "landmarks": [float(v) for v in k.reshape(-1)], "run_id": run_id}
-            for i, (b, k, s) in enumerate(zip(boxes, kps, scores))
+             "y2": float(b[3]), "det_score": float(s), "landmarks": [float(v) for v in k.reshape(-1)], "run_id": run_id,
+             "face_px": float(px), "sharpness": float(sh), "withheld": withheld(px, sh, m.min_face_px, m.min_sharpness)}
+            for i, (b, k, s, px, sh) in enumerate(zip(boxes, kps, scores, face_px(boxes), sharpness(crops)))
         ]
         row["n_faces"] = len(faces)
         row["status"] = D.OK if faces else D.NO_FACES
@@ -107,7 +118,7 @@ class Annotator:
         except Exception as e:
             log.error("age/gender batch failed: %s", traceback.format_exc(limit=3))
             for p in with_faces:
-                p.image_row.update(status=D.FAILED, error=f"age/gender: {type(e).__name__}: {e}", n_faces=0)
+                p.image_row.update(status=D.FAILED, error=f"age/gender: {type(e).__name__}: {e}", n_faces=None)
                 p.face_rows.clear()
                 p.crops = None
             return
@@ -115,9 +126,10 @@ class Annotator:
         i = 0
         for p in with_faces:
             for f in p.face_rows:
-                f.update(age=float(ages[i]), female_prob=float(probs[i]),
-                         gender="female" if probs[i] >= 0.5 else "male",
-                         model=self.plan.model.name, model_version=self.plan.model.version)
+                f.update(model=self.plan.model.name, model_version=self.plan.model.version)
+                if not f.get("withheld"):  # a face too small or blurred to judge keeps null age and gender
+                    f.update(age=float(ages[i]), female_prob=float(probs[i]),
+                             gender="female" if probs[i] >= 0.5 else "male")
                 i += 1
             p.t_image += per_face * len(p.face_rows)
             p.crops = None

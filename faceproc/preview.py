@@ -4,6 +4,7 @@ by eye is exactly what the Parquet holds."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ import numpy as np
 
 from .config import DecodeConfig
 from .decode import DecodeFailure, decode_file
+from .quality import face_label
 from .schema import OK, source_path
 from .storage import read_table
 
@@ -43,7 +45,11 @@ def draw(rgb: np.ndarray, faces, scale: float) -> np.ndarray:
     src = img.copy()
     small = []
     for f in faces.itertuples():
-        color = (60, 60, 230) if f.gender == "female" else (230, 140, 40)
+        reason = getattr(f, "withheld", None)
+        label = face_label(f.gender, getattr(f, "female_prob", None), f.age, reason)
+        # BGR: female red, male blue, uncertain gender purple, no estimate (too small or blurred) grey
+        color = ((128, 128, 128) if isinstance(reason, str) else (160, 60, 160) if label.startswith("?")
+                 else (60, 60, 230) if f.gender == "female" else (230, 140, 40))
         x1, y1, x2, y2 = (int(round(v * scale)) for v in (f.x1, f.y1, f.x2, f.y2))
         side = max(1, min(x2 - x1, y2 - y1))
         thick = int(np.clip(round(side / 60), 1, 4))
@@ -52,7 +58,6 @@ def draw(rgb: np.ndarray, faces, scale: float) -> np.ndarray:
             lm = np.asarray(f.landmarks, np.float32).reshape(5, 2) * scale
             for x, y in lm:
                 cv2.circle(img, (int(x), int(y)), max(1, side // 40), (0, 255, 0), -1)
-        label = f"{f.gender[0].upper()} {f.age:.0f}"
         _label(img, label, (x1, y1, x2, y2), color, float(np.clip(side / 120, 0.4, 1.0)), 1)
         if side < SMALL_FACE:
             small.append((label, color, (x1, y1, x2, y2)))
@@ -77,8 +82,14 @@ def draw(rgb: np.ndarray, faces, scale: float) -> np.ndarray:
 
 
 def preview_name(image_path: str) -> str:
-    """File name of a photo's preview in OUT/previews (the report links thumbnails to it by this name)."""
-    return f"{Path(image_path).stem[:60]}-{hashlib.sha1(image_path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}.jpg"
+    """File name of a photo's preview in OUT/previews (the report links thumbnails to it by this name): its
+    two parent folders and its name, so a person can tell "2019_summer_IMG_0001" from another IMG_0001, plus
+    a hash of the whole path."""
+    p = Path(image_path)
+    readable = re.sub(r"[^\w.-]+", "_", "_".join([*p.parent.parts[-2:], p.stem]).lstrip("/"))[-90:].strip("_.")
+    while len(readable.encode("utf-8", "surrogateescape")) > 150:  # file names have 255 bytes at most
+        readable = readable[1:]
+    return f"{readable}-{hashlib.sha1(image_path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}.jpg"
 
 
 def write_previews(out, n: int, dec_cfg: DecodeConfig | None = None) -> list[str]:

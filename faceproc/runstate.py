@@ -1,10 +1,11 @@
 """Run state: everything an output folder knows about its runs, apart from who executes the shards.
 
-The output folder's lock, the comparison of its identity (faceproc/plan.py's fingerprint), and the
-shard commit protocol: a shard's two tables are staged, renamed into `faces/` and `images/`, and only
-then committed by the marker `_shards/<id>.json` (digest of its file list, size of each file). A rerun
-skips exactly the shards whose marker and files agree; rows of uncommitted shards are removed at start.
-The executors (faceproc/engine.py: Ray actors or an in-process loop) only call `commit_shard`.
+The comparison of an output folder's identity (faceproc/plan.py's fingerprint), its lock (faceproc/lock.py),
+and the shard commit protocol: a shard's id is recorded first (`_shards/<id>.open`, so faceproc knows every
+file it may remove), its two tables are staged, renamed into `faces/` and `images/`, and only then committed
+by the marker `_shards/<id>.json` (its file list, each file's size, mtime, inode and content hash, each
+table's size). A rerun skips exactly the shards whose marker and files agree; rows of uncommitted shards are
+removed at start. The executors (faceproc/executors/) only call `commit_shard`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import logging
 import os
 import time
-import uuid
-from typing import Any, Callable
+from typing import Any
 
+from .lock import LOCK, OutputLocked, acquire_lock  # noqa: F401  (re-exported)
 from .storage import Store
 
 log = logging.getLogger("faceproc")
@@ -23,7 +24,6 @@ log = logging.getLogger("faceproc")
 MANIFEST = "manifest.json"
 SHARD_DIR = "_shards"
 STAGING = "_staging"
-LOCK = ".faceproc.lock"
 
 
 class RunConfigMismatch(RuntimeError):
@@ -48,72 +48,6 @@ def _is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-class OutputLocked(RuntimeError):
-    """Another run is writing into the same output folder."""
-
-
-def _process_start(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _pid_alive(pid: int, started: float | None = None) -> bool:
-    """The lock holder still runs: it exists, is not a zombie (a SIGKILLed driver its parent has not reaped
-    yet), and is the same process (its start time matches: pids are reused)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 1.0
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
-
-
-def acquire_lock(store: Store) -> Callable[[], None]:
-    """Create OUT/.faceproc.lock exclusively (O_EXCL, which also holds on NFS v3+ shared by the nodes of a Ray
-    job; a conditional PUT on S3). A lock left by a dead process of this host is taken over; any other lock
-    refuses the run. Returns the release function."""
-    import socket
-
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-          "process_start": _process_start(os.getpid()), "token": uuid.uuid4().hex}
-    for _ in range(2):
-        if store.create_exclusive(LOCK, json.dumps(me)):
-            return lambda: _release_lock(store, me["token"])
-        try:
-            other = json.loads(store.read_text(LOCK) or "{}")
-        except (OSError, ValueError):
-            other = {}
-        if (other.get("host") == me["host"] and isinstance(other.get("pid"), int)
-                and not _pid_alive(other["pid"], other.get("process_start"))):
-            log.warning("taking over the lock of a run that died (pid %s)", other["pid"])
-            store.delete(LOCK)
-            continue
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
-        raise OutputLocked(
-            f"another faceproc run (pid {other.get('pid', '?')} on {other.get('host', '?')}, since {since}) is "
-            f"writing to {store}. Wait for it to finish; if it is gone, delete {store.where(LOCK)}.") from None
-    raise OutputLocked(f"could not take the lock {store.where(LOCK)}")
-
-
-def _release_lock(store: Store, token: str) -> None:
-    """Only our own lock: a lock another run took over (after ours was judged dead) stays."""
-    try:
-        if json.loads(store.read_text(LOCK)).get("token") not in (token, None):
-            return
-    except (OSError, ValueError):
-        pass
-    store.delete(LOCK)
-
-
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     out = []
     for k in sorted(set(a) | set(b)):
@@ -136,26 +70,37 @@ def shard_marker(shard_id: str) -> str:
     return f"{SHARD_DIR}/{shard_id}.json"
 
 
+def shard_intent(shard_id: str) -> str:
+    """Written before any file of the shard exists: faceproc's record that `faces/<id>.parquet` and
+    `images/<id>.parquet` are its own, until the marker takes over (faceproc/ownership.py)."""
+    return f"{SHARD_DIR}/{shard_id}.open"
+
+
 def _data(name: str, shard_id: str) -> str:
     return f"{name}/{shard_id}.parquet"
 
 
 def commit_shard(store: Store, shard, res) -> dict[str, Any]:
     """Write a shard's tables and commit it: staged rows moved in first, marker last."""
+    from .changes import shard_records
+
     # Both tables are written to a staging folder first (where a full disk or a crash leaves nothing a
     # reader of faces/ or images/ sees), then moved in (a rename; on S3 a copy), then the marker commits.
     try:
         sizes = _put_tables(store, shard.shard_id, {"faces": res.faces, "images": res.images})
         summary = {"shard": shard.shard_id, "digest": shard.digest, "files": len(shard.files), "sizes": sizes,
                    "dir": shard.directory, "paths": [f.path for f in shard.files],
+                   **shard_records(shard.files, res.images),
                    "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
                    "pid": os.getpid(), "finished": time.time()}
-        store.write_text(shard_marker(shard.shard_id), json.dumps(summary))
+        _commit(store, shard.shard_id, summary)
     except BaseException:
         for name in ("faces", "images"):  # nothing of an uncommitted shard stays visible
             store.delete(_staged(name, shard.shard_id))
             if not store.exists(shard_marker(shard.shard_id)):
                 store.delete(_data(name, shard.shard_id))
+        if not store.exists(shard_marker(shard.shard_id)):
+            store.delete(shard_intent(shard.shard_id))
         raise
     return summary
 
@@ -165,8 +110,9 @@ def _staged(name: str, shard_id: str) -> str:
 
 
 def _put_tables(store: Store, shard_id: str, tables: dict) -> dict[str, int]:
-    """Both tables written to the staging folder, then moved in; their sizes (for the marker) returned. The
-    caller commits with the marker."""
+    """The shard's id recorded (its intent), both tables written to the staging folder, then moved in; their
+    sizes (for the marker) returned. The caller commits with the marker (`_commit`)."""
+    store.write_text(shard_intent(shard_id), json.dumps({"shard": shard_id, "tables": sorted(tables)}))
     sizes = {}
     for name, table in tables.items():
         store.write_table(_staged(name, shard_id), table)
@@ -174,6 +120,17 @@ def _put_tables(store: Store, shard_id: str, tables: dict) -> dict[str, int]:
     for name in tables:
         store.move(_staged(name, shard_id), _data(name, shard_id))
     return sizes
+
+
+def _commit(store: Store, shard_id: str, marker: dict) -> None:
+    store.write_text(shard_marker(shard_id), json.dumps(marker))
+    store.delete(shard_intent(shard_id))  # the marker records the shard from now on
+
+
+def _read(store: Store, name: str, shard_id: str):
+    from .schema import TABLES
+
+    return store.read_table(_data(name, shard_id), TABLES[name])
 
 
 def _files_intact(store: Store, shard_id: str, meta: dict) -> bool:
@@ -194,6 +151,7 @@ def remove_shard(store: Store, shard_id: str) -> None:
     store.delete(shard_marker(shard_id))
     for name in ("faces", "images"):
         store.delete(_data(name, shard_id))
+    store.delete(shard_intent(shard_id))
 
 
 def committed_shards(store: Store) -> dict[str, dict]:
@@ -213,26 +171,72 @@ def committed_shards(store: Store) -> dict[str, dict]:
         else:
             log.warning("shard %s is not intact: removed, its photos will be done again", sid)
             remove_shard(store, sid)
-    # A compaction that committed its merged shard but stopped before removing the shards it replaces.
+    # A compaction or a re-cut that committed its new shard but stopped before removing the shards it replaces.
     for meta in list(found.values()):
         for old in meta.get("replaces") or []:
             if old in found and old != meta["shard"]:
-                log.info("removing shard %s, replaced by %s (an interrupted compaction)", old, meta["shard"])
+                log.info("removing shard %s, replaced by %s (an interrupted compaction or re-cut)", old, meta["shard"])
                 remove_shard(store, old)
                 del found[old]
     return found
 
 
+def _marker(sid: str, paths: list[str], tables: dict, sizes: dict, recs: dict, dirs: list[str], replaces: list[str],
+            seconds: float) -> dict[str, Any]:
+    """The marker of a shard made from committed rows (a compaction's merge, a re-cut)."""
+    from .changes import pack
+
+    statuses = tables["images"].column("status").to_pylist()
+    counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+    dirs = sorted(set(dirs))
+    return {"shard": sid, "digest": sid, "files": len(paths), "sizes": sizes,
+            "dir": dirs[0] if len(dirs) == 1 else os.path.commonprefix(dirs), "paths": paths, **pack(paths, recs),
+            "faces": tables["faces"].num_rows, "counts": counts, "seconds": round(seconds, 3), "pid": os.getpid(),
+            "finished": time.time(), "replaces": replaces}
+
+
+def recut_shard(store: Store, meta: dict, drop: set[str]) -> dict[str, Any] | None:
+    """A committed shard without the rows of the files in `drop` (changed since they were done, or pruned).
+    The kept rows are committed as a new shard that `replaces` the old one (recorded, staged, moved in,
+    marker last, then the old one removed; an interruption in between is finished by the next
+    `committed_shards`), so a changed file's stale rows are superseded, never shown twice and never lost
+    before the file is done again. Returns the new marker, or None when no file of the shard is kept."""
+    import pyarrow as pa
+
+    from .changes import records
+    from .discover import shard_id
+    from .schema import source_path
+
+    old = meta["shard"]
+    paths = [p for p in meta["paths"] if p not in drop]
+    if not paths:
+        remove_shard(store, old)
+        return None
+    tables = {}
+    for name in ("faces", "images"):
+        t = _read(store, name, old)
+        cols = t.select(["image_path", "image_path_bytes"]).to_pydict()
+        keep = [source_path(p, b) not in drop for p, b in zip(cols["image_path"], cols["image_path_bytes"])]
+        tables[name] = t.filter(pa.array(keep, pa.bool_()))
+    sid = shard_id(paths)
+    sizes = _put_tables(store, sid, tables)
+    marker = _marker(sid, paths, tables, sizes, records(meta), [meta.get("dir") or ""], [old],
+                     meta.get("seconds", 0))
+    _commit(store, sid, marker)
+    remove_shard(store, old)
+    return marker
+
+
 def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target: int = 256) -> dict[str, dict]:
     """Merge committed shards of fewer than `small` files (nightly runs of a few new photos each) into shards of
     up to `target` files, so the output does not grow into thousands of tiny files. The merged shard is
-    committed like any other (staged, moved in, marker last, listing the shards it `replaces`), then the old
-    ones are removed; an interruption in between is finished by the next `committed_shards`. Returns the
-    updated id -> marker map."""
+    committed like any other (recorded, staged, moved in, marker last, listing the shards it `replaces`), then
+    the old ones are removed; an interruption in between is finished by the next `committed_shards`. Returns
+    the updated id -> marker map."""
     import pyarrow as pa
 
+    from .changes import records
     from .discover import shard_id
-    from .schema import TABLES
 
     smalls = sorted((m for m in done.values() if len(m["paths"]) < small), key=lambda m: m["paths"][0] if m["paths"] else "")
     groups, cur, n = [], [], 0
@@ -249,22 +253,16 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
         sid = shard_id(paths)
         tables = {}
         for name in ("faces", "images"):
-            parts = [store.read_table(_data(name, m["shard"]), TABLES[name]) for m in group]
-            t = pa.concat_tables(parts)
+            t = pa.concat_tables([_read(store, name, m["shard"]) for m in group])
             key = ["image_path", "face_index"] if name == "faces" else ["image_path"]
             tables[name] = t.sort_by([(k, "ascending") for k in key])
         sizes = _put_tables(store, sid, tables)
-        dirs = sorted({m.get("dir") or "" for m in group})
-        counts: dict[str, int] = {}
+        recs = {}
         for m in group:
-            for k, v in (m.get("counts") or {}).items():
-                counts[k] = counts.get(k, 0) + v
-        marker = {"shard": sid, "digest": sid, "files": len(paths), "sizes": sizes,
-                  "dir": dirs[0] if len(dirs) == 1 else os.path.commonprefix(dirs), "paths": paths,
-                  "faces": tables["faces"].num_rows, "counts": counts,
-                  "seconds": round(sum(m.get("seconds", 0) for m in group), 3), "pid": os.getpid(),
-                  "finished": time.time(), "replaces": [m["shard"] for m in group]}
-        store.write_text(shard_marker(sid), json.dumps(marker))
+            recs.update(records(m))
+        marker = _marker(sid, paths, tables, sizes, recs, [m.get("dir") or "" for m in group],
+                         [m["shard"] for m in group], sum(m.get("seconds", 0) for m in group))
+        _commit(store, sid, marker)
         for m in group:
             remove_shard(store, m["shard"])
             del done[m["shard"]]
@@ -274,14 +272,23 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
 
 
 def _remove_uncommitted(store: Store) -> None:
-    """Rows of shards without a marker (a run killed between move and commit) and staged leftovers."""
-    store.delete_tree(STAGING)
-    markers = set(store.list(SHARD_DIR, ".json"))
+    """Rows of shards without a marker (a run killed between move and commit), staged leftovers, intents and
+    temp files. Only names faceproc gives its own files are touched (faceproc/ownership.py)."""
+    from .ownership import is_staged, is_temp, remove_if_empty, shard_file_id
+
+    for f in store.list(STAGING):
+        if is_staged(f) or is_temp(f):
+            store.delete(f"{STAGING}/{f}")
+    remove_if_empty(store, STAGING)
+    markers = {f[: -len(".json")] for f in store.list(SHARD_DIR, ".json")}
     for name in ("faces", "images"):
         for f in store.list(name, ".parquet"):
-            if f"{f[: -len('.parquet')]}.json" not in markers:
+            sid = shard_file_id(f)
+            if sid and sid not in markers:
                 store.delete(f"{name}/{f}")
+    for f in store.list(SHARD_DIR, ".open"):  # its files are gone (above) or committed: the intent has done its job
+        store.delete(f"{SHARD_DIR}/{f}")
     for sub in ("faces", "images", SHARD_DIR, ""):
         for tmp in store.list(sub, ".tmp"):
-            if tmp.startswith("."):
+            if is_temp(tmp):
                 store.delete(f"{sub}/{tmp}" if sub else tmp)

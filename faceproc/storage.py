@@ -215,7 +215,7 @@ class Store:
             path = Path(self._p(rel))
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # as the umask says, like every file
             except FileExistsError:
                 return False
             with os.fdopen(fd, "w") as fh:

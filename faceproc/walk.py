@@ -23,11 +23,12 @@ class FileEntry:
     path: str
     hidden: bool = False
     size: int | None = None  # from the walk's stat, or an object-store listing (saves a request per photo)
-    # From the walk's own stat (0 when unknown: object stores, a file that could not be stat'ed); change
-    # detection on resume compares them.
-    mtime_ns: int = 0
-    dev: int = 0
-    ino: int = 0
+    # From the walk's own stat (an object store: its listing's mtime, no device or inode; None when unknown,
+    # e.g. a file that could not be stat'ed): what a rerun compares (faceproc/changes.py).
+    mtime_ns: int | None = None
+    dev: int | None = None
+    ino: int | None = None
+    root: str = ""  # the input (folder, file or prefix) it was found under: the images table's input_root
 
 
 def extension(name: str) -> str:
@@ -72,10 +73,10 @@ def walk_local(roots: list[str], disc, exclude=(), follow_external: bool = False
 
     def add_file(i, parts, name, path, hidden, via, st):
         if st is None:  # could not be stat'ed (a dangling link, no permission): a row says why
-            found.append((via, _key(i, parts, name), FileEntry(path, hidden)))
+            found.append((via, _key(i, parts, name), FileEntry(path, hidden, root=roots[i])))
         else:
             found.append((via, _key(i, parts, name),
-                          FileEntry(path, hidden, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)))
+                          FileEntry(path, hidden, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, roots[i])))
 
     for i, root in enumerate(roots):
         try:

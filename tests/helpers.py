@@ -91,9 +91,20 @@ def make_tree(root, n=7):
 def cfg_for_tests(**run):
     cfg = Config()
     cfg.model.random_init = True
+    # The generated photos are flat grey: their "faces" would be withheld as blurry (quality.py has its own tests)
+    cfg.model.min_face_px = cfg.model.min_sharpness = 0.0
     for k, v in run.items():
         setattr(cfg.run, k, v)
     return cfg
+
+
+def quality_off_config(folder) -> str:
+    """A config file for CLI runs with cfg_for_tests' quality thresholds (off): rows comparable to its runs."""
+    from pathlib import Path
+
+    path = Path(folder) / "quality-off.yaml"
+    path.write_text("model: {min_face_px: 0, min_sharpness: 0}\n")
+    return str(path)
 
 
 def synthetic(n, rng):

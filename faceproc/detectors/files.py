@@ -100,6 +100,9 @@ def ensure_detector_file(cfg: DetectorConfig) -> str:
     if os.path.isdir(folder) and os.listdir(folder):
         raise DetectorUnavailable(f"{folder} holds no det_*.onnx (an interrupted download?): remove the folder to "
                                   f"download it again, or {_HOW}")
+    from ..offline import download_forbidden
+    if why := download_forbidden(f"detector model {pack}/det_*.onnx", folder, _HOW):
+        raise DetectorUnavailable(why)
     import fcntl
 
     os.makedirs(os.path.join(root, "models"), exist_ok=True)

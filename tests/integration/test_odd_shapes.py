@@ -10,6 +10,7 @@ from PIL import Image
 
 from faceproc.config import Config
 from faceproc.discover import FileEntry
+from faceproc.plan import ModelFactory, RunPlan
 from tests.conftest import requires_shared
 from tests.helpers import FakePredictor
 
@@ -18,6 +19,13 @@ pytestmark = requires_shared
 SHAPES = {(20000, 20): "too_small", (20, 20000): "too_small", (4000, 16): "too_small", (2100, 16): "too_small",
           (2048, 16): "no_faces", (16, 2048): "no_faces", (4096, 32): "no_faces", (3000, 40): "no_faces",
           (8000, 200): "no_faces"}
+
+
+class RealDetector(ModelFactory):
+    """The real SCRFD detector with the stand-in age/gender model (no face is found on these anyway)."""
+
+    def predictor(self, spec):
+        return FakePredictor()
 
 
 def test_panoramas_get_status_rows_not_tracebacks(tmp_path, caplog):
@@ -29,7 +37,9 @@ def test_panoramas_get_status_rows_not_tracebacks(tmp_path, caplog):
         Image.fromarray(np.full((h, w, 3), 110, np.uint8)).save(p)
         entries.append(FileEntry(str(p)))
     with caplog.at_level(logging.WARNING):
-        res = Annotator(Config(), predictor=FakePredictor()).annotate(entries)
+        cfg = Config()
+        cfg.model.random_init = True  # the stand-in model: no weights read
+        res = Annotator(RunPlan.resolve(cfg, RealDetector())).annotate(entries)
     rows = res.images.to_pandas().set_index("image_path")
     for (w, h), want in SHAPES.items():
         row = rows.loc[str(tmp_path / f"p{w}x{h}.png")]

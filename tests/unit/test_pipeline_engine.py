@@ -137,11 +137,11 @@ def test_nightly_runs_are_compacted_and_an_interrupted_compaction_is_finished(tm
 
     out = tmp_path / "out"
     add(f"base{i:02d}" for i in range(40))
-    annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)
+    annotate([str(folder)], out, cfg_for_tests(workers=1), engine="local", models=fakes)
     counts = []
     for night in range(9):
         add([f"n{night}a", f"n{night}b"])
-        annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)
+        annotate([str(folder)], out, cfg_for_tests(workers=1), engine="local", models=fakes)
         counts.append(len(list((out / "images").glob("*.parquet"))))
     assert counts[:6] == [2, 3, 4, 5, 6, 7] and counts[6] == 1  # the 8th small shard triggers the merge
     assert max(counts) <= 8 and counts[-1] == 3
@@ -152,13 +152,13 @@ def test_nightly_runs_are_compacted_and_an_interrupted_compaction_is_finished(tm
     # cut short: the merged shard committed, the old ones not yet removed (both visible)
     done = R.committed_shards(R.Store(out))
     add(["late"])
-    annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)
+    annotate([str(folder)], out, cfg_for_tests(workers=1), engine="local", models=fakes)
     done = R.committed_shards(R.Store(out))
     monkeypatch.setattr(R, "remove_shard", lambda store, sid: None)
     merged = R.compact_shards(R.Store(out), done, small=64, target=256)
     assert len(list((out / "images").glob("*.parquet"))) == len(done) + 1  # old and merged side by side
     monkeypatch.undo()
-    annotate([str(folder)], out, cfg_for_tests(), engine="local", models=fakes)  # the next run finishes the merge
+    annotate([str(folder)], out, cfg_for_tests(workers=1), engine="local", models=fakes)  # the next run finishes the merge
     images = pd.read_parquet(out / "images")
     assert len(images) == 59 and images["image_path"].is_unique
     assert len(list((out / "images").glob("*.parquet"))) == len(merged)

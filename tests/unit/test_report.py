@@ -73,9 +73,13 @@ def test_report_size_is_bounded_on_a_100k_photo_output(tmp_path):
     status = rng.choice(["ok", "no_faces", "corrupt"], n, p=[0.5, 0.3, 0.2])
     nf = np.where(status == "ok", rng.integers(1, 6, n), 0)
     images = {"image_path": paths, "image_path_bytes": [None] * n, "bytes": rng.integers(1e5, 1e7, n).tolist(),
+                  "mtime_ns": [0] * n, "inode": list(range(n)), "content_hash": [None] * n,
               "width": [4000] * n, "height": [3000] * n, "n_faces": nf.tolist(), "status": status.tolist(),
               "error": [("cannot parse header: " + "x" * 80) if s == "corrupt" else None for s in status],
               "elapsed_ms": [100.0] * n, "shard": ["s0"] * n, "run_id": ["r"] * n}
+    images.update(input_root=["/archive"] * n, rel_path=[p[len("/archive/"):] for p in paths],
+                  folder=[p.split("/")[2] for p in paths])
+    images.update({k: [None] * n for k in IMAGES.names if k not in images})  # the columns this test ignores
     write_atomic(pa.Table.from_pydict(images, schema=IMAGES), tmp_path / "images" / "s0.parquet")
     fp = np.repeat(np.arange(n), nf)
     m = len(fp)
@@ -87,6 +91,7 @@ def test_report_size_is_bounded_on_a_100k_photo_output(tmp_path):
              "female_prob": rng.uniform(0, 1, m).astype(np.float32),
              "gender": np.where(rng.random(m) < 0.5, "female", "male").tolist(), "model": ["unfrozen"] * m,
              "model_version": ["v"] * m, "run_id": ["r"] * m}
+    faces.update({k: [None] * m for k in FACES.names if k not in faces})
     write_atomic(pa.Table.from_pydict(faces, schema=FACES), tmp_path / "faces" / "s0.parquet")
     rep = build_report(tmp_path)
     size = (tmp_path / "report.html").stat().st_size

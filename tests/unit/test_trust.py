@@ -47,22 +47,15 @@ def test_smaller_limit_never_drops_finished_rows(tmp_path, fakes):  # noqa: F811
     with pytest.raises(RunConfigMismatch, match="do not cover"):
         annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", models=fakes, limit=1)
     assert len(pd.read_parquet(tmp_path / "out" / "images")) == len(before) == 8
-    # the same with a folder left out of the inputs; --force is the way to drop them on purpose
-    with pytest.raises(RunConfigMismatch):
-        annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", models=fakes)
-    annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local", models=fakes, force=True)
+    # the same with a folder left out of the inputs (--force, about settings, prunes nothing); --prune is the
+    # way to drop them on purpose
+    for force in (False, True):
+        with pytest.raises(RunConfigMismatch):
+            annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local",
+                     models=fakes, force=force)
+    annotate([str(tmp_path / "in" / "d1")], tmp_path / "out", cfg_for_tests(shard_size=2), engine="local",
+             models=fakes, prune=True)
     assert len(pd.read_parquet(tmp_path / "out" / "images")) == 2
-
-
-def test_output_inside_input_is_not_reread(tmp_path, fakes):  # noqa: F811
-    make_tree(tmp_path / "inout")
-    cfg = cfg_for_tests()
-    cfg.run.previews = 3
-    for _ in range(2):
-        annotate([str(tmp_path / "inout")], tmp_path / "inout" / "out", cfg, engine="local", models=fakes)
-    assert list((tmp_path / "inout" / "out" / "previews").iterdir())
-    images = pd.read_parquet(tmp_path / "inout" / "out" / "images")
-    assert len(images) == 8 and not images.image_path.str.contains("/out/").any()
 
 
 def test_config_is_validated_whole_before_any_work(tmp_path):
