@@ -38,16 +38,30 @@ def test_ci_runs_the_readme_test_command():
     assert ci[-1].strip() == command
 
 
-def test_readme_links_and_screenshot_exist():
-    """Every relative link and image of the README points at a file of the repository; the screenshot is small."""
-    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme())
-    local = [t for t in targets if "://" not in t]
+def anchors(page) -> set[str]:
+    """GitHub's heading anchors of a Markdown file: lower case, punctuation dropped, spaces as dashes."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def test_readme_and_docs_links_exist():
+    """Every relative link and image of the README and of docs/*.md points at a file of the repository (and a
+    heading of it, for a #fragment); the screenshot is small."""
+    local = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme()) if "://" not in t]
     assert "docs/img/report.png" in local and "docs/guarantees.md" in local
-    assert [t for t in local if not (REPO / t).is_file()] == []
+    pages = [(REPO / "README.md", local)] + [(p, re.findall(r"\]\(([^)\s]+)\)", p.read_text()))
+                                               for p in sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page, links in pages:
+        for link in links:
+            if "://" in link:
+                continue
+            path, _, frag = link.partition("#")
+            target = (page.parent / path) if path else page
+            if not target.is_file() or (frag and frag not in anchors(target)):
+                broken.append(f"{page.name}: {link}")
+    assert broken == []
     assert (REPO / "docs/img/report.png").stat().st_size < 150_000
-    for page in sorted((REPO / "docs").glob("*.md")):  # the docs pages link back and to each other
-        for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
-            assert "://" in t or (page.parent / t).is_file(), f"{page.name}: {t}"
 
 
 def test_readme_configuration_table_names_real_settings():
