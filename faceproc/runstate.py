@@ -5,7 +5,7 @@ and the shard commit protocol: a shard's id is recorded first (`_shards/<id>.ope
 file it may remove), its two tables are staged, renamed into `faces/` and `images/`, and only then committed
 by the marker `_shards/<id>.json` (its file list, each file's size, mtime, inode and content hash, each
 table's size). A rerun skips exactly the shards whose marker and files agree; rows of uncommitted shards are
-removed at start. The executors (faceproc/engine.py) only call `commit_shard`.
+removed at start. The executors (faceproc/executors/) only call `commit_shard`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def run_local(plan, shards: list, out, run_id: str, on_done: Callable) -> list[d
     """Annotate and commit each shard in turn; a failed shard is reported and the rest goes on. A stop
     signal propagates from inside a shard: its files are removed by commit_shard, committed shards stay.
     `plan`: the RunPlan for this process's workers (RunPlan.for_workers)."""
-    from ..engine import process_shard
+    from . import process_shard
     from ..pipeline import Annotator
     from ..runstate import _is_disk_full
 

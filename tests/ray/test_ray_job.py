@@ -266,8 +266,8 @@ def test_client_without_token_cannot_submit(cluster, tmp_path):
 EMBEDDED = r"""
 import os, sys, ray
 from faceproc.config import Config
-from faceproc.engine import _init_ray
-_init_ray(Config())
+from faceproc.cluster import init_ray
+init_ray(Config())
 print("MODE", os.environ.get("RAY_AUTH_MODE"), flush=True)
 print("GCS", ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()  # hold the cluster until the test closes stdin
