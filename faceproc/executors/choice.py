@@ -16,9 +16,9 @@ import os
 log = logging.getLogger("faceproc")
 
 ENGINES = ("auto", "ray", "local")
-# Files to do at or under which `auto` stays in-process: "a few dozen". On this project's 2-CPU machine
-# an embedded Ray with its actors ready takes ~10 s before the first photo; in-process, 48 photos of a
-# few MP take about as long as that overhead alone (docs/cluster-nodes.md has the figures).
+# Files to do at or under which `auto` stays in-process: "a few dozen". On this project's 2-CPU machine the
+# Ray engine costs ~8 s more than in-process on `make-sample`'s 5 photos (the run: 2.7-3.1 s in-process,
+# 9.4-11.4 s on Ray: embedded Ray, an actor per CPU, each loading the models); docs/cluster-nodes.md.
 AUTO_LOCAL_FILES = 48
 
 
@@ -49,5 +49,5 @@ def choose_engine(engine: str, n_todo: int, cpus: int, cluster: bool) -> tuple[s
     if cpus <= 1:
         return "local", "this machine has one CPU"
     if n_todo <= AUTO_LOCAL_FILES:
-        return "local", f"{n_todo} files to do (at most {AUTO_LOCAL_FILES}: quicker than starting Ray)"
+        return "local", f"{n_todo} files to do, at most {AUTO_LOCAL_FILES}: quicker than starting Ray"
     return "ray", f"{n_todo} files to do on {cpus} CPUs"
