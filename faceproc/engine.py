@@ -143,7 +143,6 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
     done_paths = {p for m in done.values() for p in m["paths"]}
     engine, why = choose_engine(engine, len(todo_files), local_cpus(), cluster_named(cfg))
-    log.info("engine: %s (%s)", engine, why)
     # Every worker gets work whatever the folder layout, and all finish close together (cut_shards).
     workers = (_ray_workers(cfg) if engine == "ray" else local_workers(cfg)) if todo_files else 1
     todo = cut_shards(todo_files, cfg.run.shard_size, workers)
@@ -158,8 +157,8 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         "shards": shards, "history": (old or {}).get("history", []),
     }
     out.write_text(MANIFEST, json.dumps(manifest, indent=1))
-    log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s", disc.n_files,
-             len(done_paths), len(done), len(todo_files), len(todo), model_label, run_id)
+    log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s; engine: %s (%s)",
+             disc.n_files, len(done_paths), len(done), len(todo_files), len(todo), model_label, run_id, engine, why)
 
     t0 = time.time()
     done_files = [0]
