@@ -87,10 +87,20 @@ def halves_evaluation(predict_raw, keys, crops, age, gender, seed: int = 42) -> 
             "groups": group_metrics(ra, rp, age[rep], gender[rep], eth) | {"half": "report"}}
 
 
+def split_files(cfg) -> tuple[str, str] | None:
+    """An existing crop cache and split manifest for a training config (no crops are cut to find them),
+    or None when either is missing (then the caller prepares them)."""
+    if not cfg.cache:
+        return None
+    cache = Path(cfg.cache)
+    manifest = cache.with_name(cache.stem + f".split-{cfg.seed}-{cfg.val_fraction}.json")
+    return (str(cache), str(manifest)) if cache.exists() and manifest.exists() else None
+
+
 def evaluate_model_halves(model_path: str, cache: str, manifest: str, seed: int = 42, flip: bool = True) -> dict[str, Any]:
     """The validation crops of a crop cache, under the model's own crop policy, through the predictor annotate
     runs (mirror averaging on), with any calibration in its card switched off for the fit."""
-    from .data.cache import load_crops
+    from .data.recut import load_crops
     from .evaluate import predictor_for
 
     assignment, _ = read_manifest(manifest)
@@ -102,3 +112,39 @@ def evaluate_model_halves(model_path: str, cache: str, manifest: str, seed: int 
     res["model"] = str(Path(model_path))
     res["crop_policy"] = policy.name
     return res
+
+
+def card_fields(res: dict[str, Any]) -> dict[str, Any]:
+    """What a card keeps of evaluate_model_halves: the maps the predictor applies, the report half's figures
+    (as shipped: with those maps) and whom the model fails."""
+    kids = res["groups"]["by_age_band"].get("0-9") or {}
+    limits = {"doc": "docs/limitations.md",
+              "age": "apparent age as UTKFace labelled it, not true age; errors grow past 40 (by_age_band)",
+              "gender": "UTKFace's binary label, not a person's gender identity"}
+    if kids.get("n"):
+        limits["children"] = (f"gender of children aged 0-9 is right {100 * kids['gender_acc']:.1f}% of the time "
+                              f"(report half, {kids['n']} faces, 95% interval {kids['gender_acc_ci95']}): hard for every model")
+    return {"calibration": res["calibration"], "calibration_decisions": res["calibration_decisions"],
+            "evaluation_halves": res["evaluation_halves"], "groups": res["groups"], "limitations": limits}
+
+
+def format_halves(results: dict[str, dict]) -> str:
+    """Per model: both halves raw and calibrated, what was kept, then the report half's group tables."""
+    from .groups import format_groups
+
+    out = []
+    for m, r in results.items():
+        h = r["evaluation_halves"]
+        out.append(f"== {m} ({r['crop_policy']})")
+        out.append(f"{'half':<10} {'raw MAE':>8} {'gender':>7} {'ECE':>6} | {'calibrated MAE':>14} {'gender':>7} {'ECE':>6}")
+        for half in ("select", "report"):
+            a, c = h[half]["raw"], h[half]["calibrated"]
+            out.append(f"{half:<10} {a['age_mae']:8.3f} {100 * a['gender_acc']:6.2f}% {a['gender_ece']:6.3f} | "
+                       f"{c['age_mae']:14.3f} {100 * c['gender_acc']:6.2f}% {c['gender_ece']:6.3f}")
+        for k, d in r["calibration_decisions"].items():
+            out.append(f"{k} map: {'kept' if d['kept'] else 'left out'} (selection: {d['selection']}; report: {d['report']})")
+        s = h["report_shipped"]
+        out.append("report half as shipped, bias / MAE by age band: " + ", ".join(
+            f"{b} {v['bias']:+.1f}/{v['age_mae']:.1f}" for b, v in s["by_age_band"].items()))
+        out.append(format_groups(r["groups"]))
+    return "\n".join(out)

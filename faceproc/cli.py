@@ -69,8 +69,9 @@ def build_config(config: str | None, **overrides) -> Config:
 @click.option("--previews", type=int, default=None,
               help="Write N annotated JPEGs (the photos with most faces) to OUT/previews.  [default: 0]")
 @click.option("--workers", type=int, default=None, help="Ray worker actors (default: one per CPU).")
-@click.option("--engine", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
-              help="ray: local Ray (or RAY_ADDRESS cluster); local: in this process.")
+@click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
+              help="auto: in this process for small runs (a few dozen files, or one CPU), else Ray; ray: local "
+                   "Ray (or the RAY_ADDRESS cluster); local: in this process.")
 @click.option("--shard-size", type=int, default=None, help="At most this many files per shard.  [default: 256]")
 @click.option("--force", is_flag=True,
               help="Discard an earlier run in OUTPUT made with other settings (only files faceproc wrote are removed).")

@@ -85,7 +85,9 @@ def pack_cache(cache, dest, quality, policy, fill) -> None:
 @click.option("--flip/--no-flip", default=False, show_default=True, help="Average over the mirror image.")
 @click.option("--json", "json_out", type=click.Path(), default=None, help="Write the results as JSON here.")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="Training config (split seed).")
-def evaluate(models, data, cache, split, flip, json_out, config) -> None:
+@click.option("--halves", is_flag=True, help="Selection and report halves: calibration fitted on the selection half, "
+              "figures and whom the model fails (ethnicity, gender, age) on the report half.")
+def evaluate(models, data, cache, split, flip, json_out, config, halves) -> None:
     """Print the results table (train loss, val loss, age MAE, gender accuracy, per band) for MODELS."""
     from .evaluate import evaluate_models, format_table, write_results
     from .train import TrainConfig, prepare_data
@@ -96,6 +98,16 @@ def evaluate(models, data, cache, split, flip, json_out, config) -> None:
     if not cfg.datasets:
         raise click.ClickException("give --data (the dataset the split manifest refers to)")
     out = Path(models[0]).parent
+    if halves:
+        from .card_eval import evaluate_model_halves, format_halves, split_files
+
+        cache_path, manifest = split_files(cfg) or (lambda p: (p["cache"], p["manifest"]))(prepare_data(cfg, out))
+        res = {m: evaluate_model_halves(m, cache_path, manifest, cfg.seed) for m in models}
+        click.echo(format_halves(res))
+        path = Path(json_out or out / "evaluation-halves.json")
+        path.write_text(json.dumps(res, indent=1))
+        click.echo(f"results: {path}")
+        return
     prepared = prepare_data(cfg, out)  # builds or reuses the cache and the split manifest
     results = evaluate_models(list(models), prepared["cache"], prepared["manifest"], split=split, flip=flip)
     click.echo(format_table(results))
@@ -111,20 +123,25 @@ def evaluate(models, data, cache, split, flip, json_out, config) -> None:
 @click.option("--work", type=click.Path(file_okay=False), default="runs/photo_eval", show_default=True,
               help="Where the photos, the annotate outputs and the results go (photos are reused).")
 @click.option("--photos", "n_photos", type=click.IntRange(1), default=150, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--set", "photo_set", type=click.Choice(["standard", "hard"]), default="standard", show_default=True,
+              help="standard: faces from 48 px, JPEG 90; hard: faces from 24 px, JPEG 25-60, another seed.")
+@click.option("--seed", type=int, default=None, help="Photo seed [default: the set's].")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="Annotate config (detector etc.).")
 @click.option("--no-crops", is_flag=True, help="Skip the same faces as bare crops (no gap figure).")
 @click.option("--json", "json_out", type=click.Path(), default=None, help="Results JSON [default: WORK/results.json].")
-def evaluate_photos(models, data, work, n_photos, seed, engine, config, no_crops, json_out) -> None:
+def evaluate_photos(models, data, work, n_photos, photo_set, seed, engine, config, no_crops, json_out) -> None:
     """Age/gender/detection on validation faces inside group photos, through `annotate`, for MODELS
     (frozen, unfrozen or .keras paths), next to the same faces as bare crops."""
     from .cli import build_config
+    from .groups import format_groups
     from .photo_eval import evaluate_photos as run, format_photo_table
 
     res = run(list(models), data, work, n_photos=n_photos, seed=seed, cfg=build_config(config), engine=engine,
-              crops=not no_crops)
+              crops=not no_crops, photo_set=photo_set)
     click.echo(format_photo_table(res))
+    for r in res["models"].values():
+        click.echo(f"\n{r['version']}: photos, by group (report half)\n" + format_groups(r["photos"]["groups"]))
     path = Path(json_out or Path(work) / "results.json")
     path.write_text(json.dumps(res, indent=1))
     click.echo(f"results: {path}")
@@ -136,9 +153,12 @@ def evaluate_photos(models, data, work, n_photos, seed, engine, config, no_crops
 @click.option("--to", "dest", type=click.Path(file_okay=False), default=None, help="Weights folder [default: the package's].")
 @click.option("--evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON written by `faceproc evaluate` to embed in the card (its entry for this model).")
-@click.option("--photo-evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--halves", "halves_json", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON written by `faceproc evaluate --halves`: its calibration, report-half figures and groups go "
+                   "into the card (the calibration changes the rows, so the version gets a +cal suffix).")
+@click.option("--photo-evaluation", type=click.Path(exists=True, dir_okay=False), multiple=True,
               help="JSON written by `faceproc evaluate-photos` to embed in the card (its entry for this model).")
-def ship(model, variant, dest, evaluation, photo_evaluation) -> None:
+def ship(model, variant, dest, evaluation, photo_evaluation, halves_json) -> None:
     """Copy a trained model and its card into the weights folder `annotate --model VARIANT` loads."""
     from .agegender.files import publish
     from .agegender.spec import ModelSpec
@@ -151,16 +171,26 @@ def ship(model, variant, dest, evaluation, photo_evaluation) -> None:
         if not mine:
             raise click.ClickException(f"{evaluation} has no results for {model}")
         extra["evaluation"] = {k: v for k, v in mine[0].items() if k != "path"} | {"source": Path(evaluation).name}
-    if photo_evaluation:
-        res = json.loads(Path(photo_evaluation).read_text())
-        version = ModelSpec.resolve(ModelConfig(variant=model, runtime="keras")).version
+    for pe in photo_evaluation:  # one key per photo set: photo_evaluation (standard), photo_evaluation_hard, ...
+        res = json.loads(Path(pe).read_text())
+        version = ModelSpec.resolve(ModelConfig(variant=str(model), runtime="keras")).card.get("version")
         mine = [r for m, r in res["models"].items() if r.get("version") == version
                 or Path(m).resolve() == Path(model).resolve()]
         if not mine:
-            raise click.ClickException(f"{photo_evaluation} has no results for {model} ({version})")
-        extra["photo_evaluation"] = {"photo_set": res["photo_set"], **{k: mine[0][k] for k in
-                                     ("photos", "crops", "gap") if k in mine[0]}, "source": Path(photo_evaluation).name,
-                                     "command": "faceproc evaluate-photos MODEL --data ../shared/data/utkface"}
+            raise click.ClickException(f"{pe} has no results for {model} ({version})")
+        name = res["photo_set"].get("set", "standard")
+        extra["photo_evaluation" + ("" if name == "standard" else f"_{name}")] = {
+            "photo_set": res["photo_set"], **{k: mine[0][k] for k in ("photos", "crops", "gap") if k in mine[0]},
+            "source": Path(pe).name,
+            "command": f"faceproc evaluate-photos MODEL --data ../shared/data/utkface --set {name}"}
+    if halves_json:
+        from .card_eval import card_fields
+
+        res = json.loads(Path(halves_json).read_text())
+        mine = [r for m, r in res.items() if Path(m).resolve() == Path(model).resolve()]
+        if not mine:
+            raise click.ClickException(f"{halves_json} has no results for {model}")
+        extra.update(card_fields(mine[0]))
     card = publish(model, variant, dest, extra or None)
     click.echo(f"{card['file']} ({card['bytes'] / 1e6:.1f} MB, version {card['version']})")
 

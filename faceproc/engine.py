@@ -30,6 +30,7 @@ from .cluster import ClusterUnreachable  # noqa: F401 (for the CLI)
 from .cluster import wait_embedded_ray as _wait_embedded_ray
 from .config import Config
 from .discover import Discovery, check_inputs, cut_shards, discover
+from .executors.choice import check_engine, choose_engine, cluster_named, local_cpus
 from .executors.local import local_workers, run_local as _run_local
 from .executors.ray_pool import ray_workers as _ray_workers, run_ray as _run_ray
 from .offline import set_offline
@@ -65,7 +66,7 @@ def annotate(
     inputs: list[str],
     out: str | os.PathLike,
     cfg: Config | None = None,
-    engine: str = "ray",
+    engine: str = "auto",
     force: bool = False,
     limit: int | None = None,
     progress: bool | None = None,
@@ -77,9 +78,12 @@ def annotate(
     """Annotate every image under `inputs` into `out`; resumable; returns the run summary. `models`: how the
     plan's specs become models (tests: stand-ins); `plan`: one resolved already (then `cfg` is its config).
     `force`: start again when the settings changed; `prune`: drop the rows of files no longer among the
-    inputs; `verify`: re-hash files whose stat is unchanged (faceproc/resume.py)."""
+    inputs; `verify`: re-hash files whose stat is unchanged (faceproc/resume.py). `engine`: auto (small runs
+    in this process, the rest on Ray: executors/choice.py), ray or local."""
     from .ownership import check_location, check_owned
 
+    t_start = time.time()  # the run's time in the summary is the wall time from here to the report
+    check_engine(engine)
     cfg = plan.config if plan else cfg or Config()
     check_location(inputs, out)  # -o "", an input, inside one or holding one: refused before anything is written
     out = Store(out)  # a local folder or an object-store prefix (s3://bucket/runs/r1)
@@ -104,7 +108,7 @@ def annotate(
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     try:
-        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan, prune, verify)
+        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan, prune, verify, t_start)
     except OSError as e:
         if _is_disk_full(e):
             _remove_uncommitted(out)
@@ -126,7 +130,8 @@ def annotate(
 
 
 def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, limit, progress, disc,
-                     plan: RunPlan, prune: bool = False, verify: bool = False) -> dict[str, Any]:
+                     plan: RunPlan, prune: bool = False, verify: bool = False, t_start: float | None = None
+                     ) -> dict[str, Any]:
     from .resume import resume
 
     if limit:
@@ -137,6 +142,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     old, done, todo_files = state.old, state.done, state.todo
     run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
     done_paths = {p for m in done.values() for p in m["paths"]}
+    engine, why = choose_engine(engine, len(todo_files), local_cpus(), cluster_named(cfg))
     # Every worker gets work whatever the folder layout, and all finish close together (cut_shards).
     workers = (_ray_workers(cfg) if engine == "ray" else local_workers(cfg)) if todo_files else 1
     todo = cut_shards(todo_files, cfg.run.shard_size, workers)
@@ -145,14 +151,14 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
     shards.update({sh.shard_id: {"dir": sh.directory, "files": len(sh.files), "state": "pending"} for sh in todo})
     manifest = {
         "run_id": run_id, "inputs": check_inputs(inputs), "fingerprint": fp, "config": cfg.to_dict(),
-        **plan.summary, "state": "running", "started": time.time(), "engine": engine,
+        **plan.summary, "state": "running", "started": t_start or time.time(), "engine": engine,
         "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles[:50],
         "skipped": disc.skipped(),  # not rows: other files by extension, unreadable folders, links (discover)
         "shards": shards, "history": (old or {}).get("history", []),
     }
     out.write_text(MANIFEST, json.dumps(manifest, indent=1))
-    log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s", disc.n_files,
-             len(done_paths), len(done), len(todo_files), len(todo), model_label, run_id)
+    log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s; engine: %s (%s)",
+             disc.n_files, len(done_paths), len(done), len(todo_files), len(todo), model_label, run_id, engine, why)
 
     t0 = time.time()
     done_files = [0]
@@ -197,8 +203,6 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
                 failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done)
             elif engine == "ray":
                 failed = _run_ray(cfg, todo, out, run_id, on_done, plan)
-            else:
-                raise ValueError(f"engine must be ray or local, got {engine!r}")
     except KeyboardInterrupt:
         n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
         manifest.update(state="interrupted", finished=time.time())
@@ -211,7 +215,6 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
             bar.__exit__(None, None, None)
         if quiet is not None:
             quiet.restore()
-    seconds = time.time() - t0
     out.delete_tree(STAGING)  # empty once every shard has committed or failed
     for f in failed:
         manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
@@ -219,14 +222,18 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         _compact(out, manifest, cfg, committed)
     manifest["state"] = "complete" if not failed else "incomplete"
     manifest["finished"] = time.time()
-    manifest["history"].append({"run_started": manifest["started"], "seconds": round(seconds, 2),
-                                "shards_run": len(todo), "files_run": done_files[0], "engine": engine})
+    # The run's seconds: wall time from the start (models, Ray, shards) to the report, previews included.
+    run = {"run_started": manifest["started"], "seconds": round(time.time() - (t_start or t0), 2),
+           "shards_run": len(todo), "files_run": done_files[0], "engine": engine}
+    manifest["history"].append(run)
     out.write_text(MANIFEST, json.dumps(manifest, indent=1))
 
     if cfg.run.previews:  # first, so the report links and shows them
         from .preview import write_previews
 
         write_previews(out, cfg.run.previews, cfg.decode)
+        run["seconds"] = round(time.time() - (t_start or t0), 2)
+        out.write_text(MANIFEST, json.dumps(manifest, indent=1))
     from .report import build_report
 
     report = build_report(out, cfg.run.faces_in_report)

@@ -2,8 +2,8 @@
 
 Crop-level validation (`faceproc evaluate`) scores the model on crops cut from UTKFace's 200x200
 images. Users give photos: the face has real surroundings, any size, any format, EXIF rotation,
-greyscale scans. This module builds seeded group photos from validation-split faces only (never a
-training face; faceproc/photo_set.py), runs `faceproc.engine.annotate` on them as a user would, matches the detected
+greyscale scans. This module builds seeded group photos from the report half of the validation people only
+(never a training face, never a face any choice was made on; faceproc/photo_set.py), runs `faceproc.engine.annotate` on them as a user would, matches the detected
 faces to the truth and reports age MAE, gender accuracy, recall and false positives, next to the same
 faces given to `annotate` as bare crops, so the crop-to-photo gap is measured on the same faces.
 """
@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .photo_set import build_photos, validation_faces
+from .groups import group_metrics, utkface_ethnicity
+from .photo_set import PHOTO_SETS, build_photos, validation_faces
 
 log = logging.getLogger(__name__)
 
-SIZE_BANDS = ((0, 64), (64, 96), (96, 192), (192, 400), (400, 100000))
+SIZE_BANDS = ((0, 24), (24, 32), (32, 48), (48, 64), (64, 96), (96, 192), (192, 400), (400, 100000))
 
 
 def match(det_boxes: np.ndarray, det_scores: np.ndarray, tiles: list) -> tuple[list[int], int]:
@@ -52,6 +53,18 @@ def _summary(err: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
     return {"n": n, "age_mae": float(err.mean()) if n else None, "gender_acc": float(correct.mean()) if n else None}
 
 
+def _scored(rows: list[tuple]) -> dict[str, Any]:
+    """rows: (key, true age, true gender, age, female_prob, face size). Faces whose estimate was withheld
+    (too small or blurry: no age) are counted apart, not scored."""
+    est = [r for r in rows if r[3] == r[3] and r[3] is not None]  # NaN/None: withheld
+    arr = np.array([r[1:] for r in est], np.float64).reshape(-1, 5)
+    err = np.abs(arr[:, 2] - arr[:, 0])
+    correct = (arr[:, 3] >= 0.5) == (arr[:, 1] >= 0.5)
+    res = {"withheld": len(rows) - len(est), **_summary(err, correct)}
+    res["groups"] = group_metrics(arr[:, 2], arr[:, 3], arr[:, 0], arr[:, 1], [utkface_ethnicity(r[0]) for r in est])
+    return res, arr, err, correct
+
+
 def score_photos(out_dir: str | Path, truth: dict) -> dict[str, Any]:
     """Match an annotate output folder against the truth of build_photos."""
     import pandas as pd
@@ -71,12 +84,10 @@ def score_photos(out_dir: str | Path, truth: dict) -> dict[str, Any]:
         for (_, r), a in zip(g.iterrows(), assigned):
             if a >= 0:
                 t = tf[a]
-                rows.append((t["age"], t["gender"], r.age, r.female_prob, (t["tile"][2] - t["tile"][0]) / 2))
-    arr = np.array(rows, np.float64).reshape(-1, 5)
-    err = np.abs(arr[:, 2] - arr[:, 0])
-    correct = (arr[:, 3] >= 0.5) == (arr[:, 1] >= 0.5)
-    res = {"photos": len(truth["photos"]), "faces": n_true, "matched": int(len(arr)),
-           "recall": len(arr) / max(n_true, 1), "false_positives": int(fp), **_summary(err, correct)}
+                rows.append((t["key"], t["age"], t["gender"], r.age, r.female_prob, (t["tile"][2] - t["tile"][0]) / 2))
+    scored, arr, err, correct = _scored(rows)
+    res = {"photos": len(truth["photos"]), "faces": n_true, "matched": len(rows),
+           "recall": len(rows) / max(n_true, 1), "false_positives": int(fp), **scored}
     res["by_face_size"] = {f"{lo}-{hi if hi < 100000 else ''}px": _summary(err[m], correct[m])
                            for lo, hi in SIZE_BANDS for m in [(arr[:, 4] >= lo) & (arr[:, 4] < hi)]}
     return res
@@ -98,15 +109,13 @@ def score_crops(out_dir: str | Path, truth: dict) -> dict[str, Any]:
         boxes = g[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)
         j = pick_face(boxes, g["det_score"].to_numpy(np.float32), 200, 200)
         r = g.iloc[j]
-        rows.append((t["age"], t["gender"], r.age, r.female_prob))
-    arr = np.array(rows, np.float64).reshape(-1, 4)
-    err = np.abs(arr[:, 2] - arr[:, 0])
-    correct = (arr[:, 3] >= 0.5) == (arr[:, 1] >= 0.5)
-    return {"faces": len(labels), "found": int(len(arr)), **_summary(err, correct)}
+        rows.append((t["key"], t["age"], t["gender"], r.age, r.female_prob, 100.0))
+    scored = _scored(rows)[0]
+    return {"faces": len(labels), "found": len(rows), **scored}
 
 
-def evaluate_photos(models: list[str], data: str, work: str | Path, n_photos: int = 150, seed: int = 0,
-                    cfg=None, engine: str = "local", crops: bool = True) -> dict[str, Any]:
+def evaluate_photos(models: list[str], data: str, work: str | Path, n_photos: int = 150, seed: int | None = None,
+                    cfg=None, engine: str = "local", crops: bool = True, photo_set: str = "standard") -> dict[str, Any]:
     """Build (or reuse) the photo set, annotate it with each model, score photos and bare crops."""
     import dataclasses
 
@@ -117,9 +126,13 @@ def evaluate_photos(models: list[str], data: str, work: str | Path, n_photos: in
     work = Path(work)
     tpath = work / "truth.json"
     truth = json.loads(tpath.read_text()) if tpath.exists() else None
-    if not truth or truth.get("n_photos") != n_photos or truth.get("seed") != seed:
-        val = validation_faces(data)
-        truth = build_photos(val, work, n_photos=n_photos, seed=seed)
+    spec = dict(PHOTO_SETS[photo_set])
+    seed = spec.pop("seed") if seed is None else seed
+    spec.pop("seed", None)
+    if not truth or truth.get("n_photos") != n_photos or truth.get("seed") != seed or truth.get("faces_from") != "report half":
+        val = validation_faces(data)  # the report half only
+        truth = build_photos(val, work, n_photos=n_photos, seed=seed, **spec) | {"faces_from": "report half"}
+        (work / "truth.json").write_text(json.dumps(truth, indent=0))
     results: dict[str, Any] = {}
     for m in models:
         base = cfg or Config()
@@ -139,7 +152,7 @@ def evaluate_photos(models: list[str], data: str, work: str | Path, n_photos: in
             r["crop_validation"] = {"age_mae": val["age_mae"], "gender_acc": val["gender_acc"], "n": val["n"]}
         r["seconds"] = round(time.time() - t0, 1)
         results[m] = r
-    return {"photo_set": {"dir": str(work), "seed": seed, "photos": n_photos,
+    return {"photo_set": {"dir": str(work), "set": photo_set, "seed": seed, "photos": n_photos, "faces_from": "report half",
                           "faces": sum(len(v) for v in truth["photos"].values())}, "models": results}
 
 

@@ -26,6 +26,14 @@ class TruthFace:
     tile: tuple[float, float, float, float]  # where the source square was pasted, display pixels
 
 
+# The photo sets evaluate-photos builds. "standard": the training-like set (faces from 48 px, JPEG 90).
+# "hard": unlike it on purpose: another seed, faces from 24 px, strong JPEG (quality 25-60), more faces.
+PHOTO_SETS = {
+    "standard": {"seed": 0, "min_face": 48, "jpeg_quality": (90, 90), "max_faces": 12},
+    "hard": {"seed": 1001, "min_face": 24, "jpeg_quality": (25, 60), "max_faces": 16},
+}
+
+
 def _scenes() -> list[np.ndarray]:
     """Public-domain scenes that ship with scikit-image (no faces among them), when it is installed."""
     try:
@@ -84,7 +92,7 @@ def _place(w: int, h: int, sides: list[int], rng: np.random.Generator) -> list[t
     return placed
 
 
-def _save(img: np.ndarray, path: Path, fmt: str, grey: bool, orientation: int) -> None:
+def _save(img: np.ndarray, path: Path, fmt: str, grey: bool, orientation: int, quality: int = 90) -> None:
     from PIL import Image
 
     pil = Image.fromarray(img).convert("L") if grey else Image.fromarray(img)
@@ -96,7 +104,7 @@ def _save(img: np.ndarray, path: Path, fmt: str, grey: bool, orientation: int) -
         exif[0x0112] = orientation
         kw["exif"] = exif
     if fmt == "jpg":
-        pil.save(path, quality=int(90), **kw)
+        pil.save(path, quality=int(quality), **kw)
     elif fmt == "webp":
         pil.save(path, quality=88)
     else:
@@ -104,7 +112,8 @@ def _save(img: np.ndarray, path: Path, fmt: str, grey: bool, orientation: int) -
 
 
 def build_photos(faces: list, out: str | Path, n_photos: int = 150, seed: int = 0,
-                 min_face: int = 48, max_faces: int = 12, megapixels: tuple[float, float] = (0.5, 12.0)) -> dict[str, Any]:
+                 min_face: int = 48, max_faces: int = 12, megapixels: tuple[float, float] = (0.5, 12.0),
+                 jpeg_quality: tuple[int, int] = (90, 90)) -> dict[str, Any]:
     """Write seeded group photos of `faces` (records with key, path, age, gender) under out/photos and the
     same faces as bare files under out/crops; return the truth. Each face is used at most once."""
     from PIL import Image
@@ -144,22 +153,25 @@ def build_photos(faces: list, out: str | Path, n_photos: int = 150, seed: int = 
         grey = bool(rng.random() < 0.15)
         orientation = int(rng.choice([1, 3, 6, 8], p=[0.7, 0.1, 0.1, 0.1])) if fmt == "jpg" else 1
         name = f"photo{i:04d}.{fmt}"
-        _save(img, out / "photos" / name, fmt, grey, orientation)
+        q = int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)) if jpeg_quality[0] < jpeg_quality[1] else jpeg_quality[0]
+        _save(img, out / "photos" / name, fmt, grey, orientation, q)
         photos[name] = [t.__dict__ for t in truth]
         specs.append({"file": name, "width": w, "height": h, "faces": len(truth), "background": kind,
-                      "format": fmt, "grey": grey, "orientation": orientation})
+                      "format": fmt, "grey": grey, "orientation": orientation, "jpeg_quality": q if fmt == "jpg" else None})
         for t in truth:  # the same face as a bare crop, for the gap
             Image.open(t.source).save(out / "crops" / f"{t.key.replace('/', '_')}.png")
-    body = {"seed": seed, "n_photos": n_photos, "scenes": len(scenes), "photos": photos, "specs": specs}
+    body = {"seed": seed, "n_photos": n_photos, "scenes": len(scenes), "photos": photos, "specs": specs,
+            "min_face": min_face, "jpeg_quality": list(jpeg_quality)}
     (out / "truth.json").write_text(json.dumps(body, indent=0))
     return body
 
 
-def validation_faces(data: str, seed: int = 42, val_fraction: float = 0.2) -> list:
-    """The UTKFace validation split (the same seeded stratified split training uses)."""
-    from .data.split import stratified_split
+def validation_faces(data: str, seed: int = 42, val_fraction: float = 0.2, half: str | None = "report") -> list:
+    """The UTKFace validation split (the same seeded stratified split training uses), by default only its
+    report half: photo figures that a card reports must come from faces no choice was made on."""
+    from .data.split import stratified_split, validation_half
     from .data.utkface import read_utkface
 
     records, _ = read_utkface(data)
     split = stratified_split(records, val_fraction, seed)
-    return [r for r in records if split[r.key] == "val"]
+    return [r for r in records if split[r.key] == "val" and (half is None or validation_half(r.key, seed) == half)]

@@ -91,7 +91,15 @@ def _header(rep: dict) -> str:
         bits.append(f"{rep['gender_uncertain']:,} with an uncertain gender")
     bits.append(f"{rep['failed_files']:,} files could not be read")
     return (f'<h1>Faces in {ins}</h1><p class="lead" id="summary">Photos in {ins}, analysed on '
-            f'{e(when(rep.get("finished")))}: {", ".join(bits)}.</p><p class="lead" id="model">{model_words(rep)}</p>')
+            f'{e(when(rep.get("finished")))}: {", ".join(bits)}.</p><p class="lead" id="model">{model_words(rep)}</p>'
+            f'<p class="lead" id="limits">{LIMITS}</p>')
+
+
+# What every reader of the figures must know (docs/limitations.md holds the figures by group).
+LIMITS = ("Ages are apparent ages, estimated from the face; gender is a binary label learned from a dataset, not a "
+          "person's gender identity. The estimates are weakest for children (the gender of children under 10 is "
+          "right about two times in three) and for people over 60, and some groups fare worse than others: see "
+          "docs/limitations.md in faceproc's documentation before you use these figures.")
 
 
 def _caption(c: dict) -> str:

@@ -1,4 +1,5 @@
-"""Ray job entry point: `ray job submit --working-dir . -- python jobs/annotate.py --input DIR --output OUT`.
+"""Ray job entry point: `ray job submit --working-dir . --runtime-env jobs/runtime-env.yaml -- python
+jobs/annotate.py --input DIR --output OUT` (the runtime env keeps virtualenvs and outputs out of the upload).
 
 The same command, options and exit codes as `faceproc annotate` (faceproc/cli.py), on the Ray engine, with
 the summary as JSON. Under `ray job submit`, RAY_ADDRESS is set and the library attaches to that cluster;

@@ -77,6 +77,12 @@ def publish(model_path: str | os.PathLike, variant: str, dest: str | os.PathLike
     if card.get("variant") not in (None, variant):
         raise ValueError(f"{src} is a {card.get('variant')} model, not {variant}")
     target = dest_dir / f"{variant}.keras"
+    if target.exists() and target.resolve() == src.resolve():
+        # The shipped model itself: only its card gains the new fields. Its weights, sha256 and version stay,
+        # so its OpenVINO copy stays current (a calibration still changes the label: ModelSpec adds +cal).
+        card.update(extra or {})
+        _write_card(target, card)
+        return card
     tmp = target.with_name(target.stem + ".tmp.keras")
     # Loaded without compiling, the model is saved without optimizer state (Adam's two moments would
     # triple a fine-tuned model's file); inference never needs it, resuming uses the run's checkpoint.

@@ -22,6 +22,7 @@ from ..plan import RunPlan
 from ..runstate import shard_marker
 from ..storage import Store
 from . import process_shard
+from .placement import describe, plan_slots
 
 log = logging.getLogger("faceproc")
 
@@ -68,10 +69,10 @@ def _make_worker_class(ray):
 
 
 def ray_workers(cfg: Config) -> int:
-    """How many worker actors the cluster takes (starts or attaches to Ray)."""
+    """How many worker actors the cluster takes (starts or attaches to Ray): one per CPU share of each node
+    that hosts actors (placement.py: a GPU node only as many as its GPUs allow at an explicit share)."""
     ray = init_ray(cfg)
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    return cfg.run.workers or max(1, int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
+    return cfg.run.workers or len(plan_slots(ray.nodes(), cfg.run.cpus_per_worker, cfg.run.gpus_per_worker))
 
 
 def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable, plan: RunPlan) -> list[dict]:
@@ -111,27 +112,28 @@ class _Sent(dict):
 def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable,
                     actors: list, in_flight: dict) -> list[dict]:
     ray = init_ray(cfg)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     res = ray.cluster_resources()
-    cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
     per = max(cfg.run.cpus_per_worker, 0.01)
     n_workers = max(1, min(ray_workers(cfg), len(shards)))
-    gpu_each = cfg.run.gpus_per_worker
-    if gpu_each is None:
-        gpu_each = min(1.0, gpus / n_workers) if gpus else 0.0
+    slots = plan_slots(ray.nodes(), per, cfg.run.gpus_per_worker, n_workers)  # GPU actors only where GPUs are
     wplan = ray.put(plan.for_workers(per, portable=True))  # once in the object store, the models' bytes aboard
     Worker = _make_worker_class(ray)
     # Retries are the loop's, not Ray's (max_task_retries=0): a shard whose actor died goes back to the queue
     # and to another live actor at once, instead of waiting for its own actor to come back, which never
     # happens when the actor's node is gone and no other node has room for it. Dead actors restart
-    # (max_restarts=-1) wherever there is room and get work again when they answer a ping.
+    # (max_restarts=-1) wherever there is room (their node preference is soft) and get work again when
+    # they answer a ping.
     workers = [
-        Worker.options(num_cpus=per, num_gpus=gpu_each, max_restarts=-1,
-                       max_task_retries=0).remote(wplan, str(out), run_id)
-        for _ in range(n_workers)
+        Worker.options(num_cpus=per, num_gpus=s.gpus, max_restarts=-1, max_task_retries=0,
+                       scheduling_strategy=NodeAffinitySchedulingStrategy(s.node, soft=True) if s.node else "DEFAULT",
+                       ).remote(wplan, str(out), run_id)
+        for s in slots
     ]
     actors.extend(workers)
-    log.info("ray: %d workers x %.2g CPU, %.2g GPU each (cluster: %g CPU, %g GPU), %d shards",
-             n_workers, per, gpu_each, cpus, gpus, len(shards))
+    log.info("ray: %d workers (cluster: %g CPU, %g GPU), %d shards: %s", n_workers, float(res.get("CPU", 0)),
+             float(res.get("GPU", 0)), len(shards), describe(slots, per))
     t_start = time.time()
     ray.get([w.pid.remote() for w in workers])  # models loaded: the rest is steady-state work
     log.info("workers ready in %.1f s", time.time() - t_start)

@@ -108,7 +108,7 @@ def test_a_run_with_no_network_succeeds_and_tries_no_network(tmp_path):
         warnings.warn("strace not installed: the no-network run is checked for success only, not for attempts")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_USAGE_STATS_ENABLED")}
     env.update(PYTHONPATH=str(REPO))
-    cmd = f"ip link set lo up && exec {tracer}{sys.executable} -m faceproc.cli annotate {folder} -o {out} --previews 2"
+    cmd = f"ip link set lo up && exec {tracer}{sys.executable} -m faceproc.cli annotate {folder} -o {out} --previews 2 --engine ray"
     r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]

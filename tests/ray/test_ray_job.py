@@ -417,7 +417,7 @@ def test_gpu_share_requested_and_cpu_fallback_said_once(token_env, archive, tmp_
     try:
         out = tmp_path / "gpu"
         log = _finish(_job(c.address, archive, out))
-        assert "2 workers x 1 CPU, 0.5 GPU each (cluster: 2 CPU, 1 GPU)" in log
+        assert "2 workers (cluster: 2 CPU, 1 GPU)" in log and ": 2 x (1 CPU, 0.5 GPU)" in log
         fallback = [line for line in log.splitlines() if "onnxruntime has no CUDA provider" in line]
         assert len(fallback) == 2, log[-3000:]  # one line per worker, not one per shard or per image
         images = pd.read_parquet(out / "images")

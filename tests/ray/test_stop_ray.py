@@ -77,7 +77,7 @@ def archive(tmp_path_factory, utk_files):
         Image.fromarray(img).save(d / f"{i:02d}.jpg", quality=90)
     home = root / "home"
     home.mkdir()
-    p = cli(["annotate", root / "in", "-o", root / "ref", "--shard-size", "4"], home)
+    p = cli(["annotate", root / "in", "-o", root / "ref", "--shard-size", "4", "--engine", "ray"], home)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
     return root / "in", root / "ref", home
@@ -88,7 +88,7 @@ def test_ray_engine_stops_within_seconds_and_a_rerun_finishes(archive, tmp_path,
     inp, ref, home = archive
     out = tmp_path / "out"
     before = raylets()
-    p = cli(["annotate", inp, "-o", out, "--shard-size", "4"], home)
+    p = cli(["annotate", inp, "-o", out, "--shard-size", "4", "--engine", "ray"], home)
     deadline = time.time() + 400
     while len(list((out / "_shards").glob("*.json"))) < 2:
         assert p.poll() is None, f"ended before 2 shards: {p.stderr.read()[-3000:]}"
@@ -119,7 +119,7 @@ def test_ray_engine_stops_within_seconds_and_a_rerun_finishes(archive, tmp_path,
     time.sleep(3)  # had an actor survived, it would commit its shard meanwhile
     assert committed(out) == kept
 
-    p = cli(["annotate", inp, "-o", out, "--shard-size", "4"], home)
+    p = cli(["annotate", inp, "-o", out, "--shard-size", "4", "--engine", "ray"], home)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
     assert json.loads((out / "manifest.json").read_text())["state"] == "complete"

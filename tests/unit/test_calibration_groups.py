@@ -1,5 +1,7 @@
 """Calibration maps and per-group figures: small generated data, values checked by hand."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from faceproc import calibration
@@ -113,3 +115,28 @@ def test_a_map_that_does_not_help_is_left_out():
 
     res = halves_evaluation(lambda c: (age + rng.normal(0, 3, n), prob), keys, np.zeros((n, 1)), age, gender)
     assert not res["calibration_decisions"]["age"]["kept"]  # unbiased noise: isotonic overfits
+
+
+def test_a_shipped_models_card_gains_its_calibration_in_place_and_the_predictor_applies_it(tmp_path):
+    """ship onto the shipped file itself: weights, sha256 and version stay; the label gains +cal; the predictor
+    (the one annotate runs) applies the card's maps after mirror averaging."""
+    from faceproc.agegender.architecture import build_model
+    from faceproc.agegender.files import publish, save_model
+    from faceproc.agegender.runtime import AgeGenderPredictor
+    from faceproc.agegender.spec import ModelSpec
+    from faceproc.config import ModelConfig
+
+    path = tmp_path / "unfrozen.keras"
+    card = save_model(build_model("unfrozen", backbone_weights=None, compile=False), path,
+                      {"variant": "unfrozen", "crop_policy": "arcface5-s1.3-up0.15-128"})
+    before = path.read_bytes()
+    cal = {"gender_platt": [0.5, 0.0], "age_monotone": [[0.0, 5.0], [100.0, 105.0]]}
+    new = publish(path, "unfrozen", tmp_path, {"calibration": cal})
+    assert path.read_bytes() == before and new["sha256"] == card["sha256"] and new["version"] == card["version"]
+    spec = ModelSpec.resolve(ModelConfig(variant=str(path), runtime="keras", flip_tta=False))
+    assert spec.calibration == cal and spec.label.startswith(f"unfrozen@{card['version']}+cal")
+    crops = np.random.default_rng(0).integers(0, 255, (4, 128, 128, 3), dtype=np.uint8)
+    raw_a, raw_p = AgeGenderPredictor(replace(spec, calibration=None)).predict(crops)
+    a, p = AgeGenderPredictor(spec).predict(crops)
+    assert np.allclose(p, calibration.apply_gender([0.5, 0.0], raw_p), atol=1e-5)
+    assert np.allclose(a, np.clip(raw_a + 5.0, 0, 100), atol=1e-4)

@@ -87,3 +87,28 @@ def test_scores_from_an_annotate_output(tmp_path):
                   "age": [31.0, 90.0, 7.0], "female_prob": [0.6, 0.9, 0.2]}).to_parquet(crops / "faces" / "s.parquet")
     c = score_crops(crops, truth)
     assert c["faces"] == 3 and c["found"] == 2 and c["age_mae"] == 1.5 and c["gender_acc"] == 1.0
+
+
+def test_photo_faces_come_from_the_report_half_only(tmp_path):
+    from faceproc.data.split import validation_half
+    from faceproc.photo_set import validation_faces
+
+    d = tmp_path / "utk"
+    d.mkdir()
+    for i in range(200):
+        (d / f"{20 + i % 50}_{i % 2}_{i % 5}_2017{i:05d}.jpg.chip.jpg").write_bytes(b"x")
+    report = validation_faces(str(d))
+    both = validation_faces(str(d), half=None)
+    assert report and len(report) < len(both)
+    assert {validation_half(r.key) for r in report} == {"report"}
+    assert {r.key for r in report} < {r.key for r in both}
+
+
+def test_withheld_faces_are_counted_not_scored():
+    from faceproc.photo_eval import _scored
+
+    rows = [("utkface/30_0_2_x.jpg", 30, 0, 34.0, 0.1, 80), ("utkface/40_1_0_y.jpg", 40, 1, float("nan"), float("nan"), 20),
+            ("utkface/50_1_1_z.jpg", 50, 1, 44.0, 0.9, 120)]
+    res = _scored(rows)[0]
+    assert res["withheld"] == 1 and res["n"] == 2 and res["age_mae"] == 5.0 and res["gender_acc"] == 1.0
+    assert res["groups"]["by_ethnicity"]["Asian"]["n"] == 1 and "White" not in res["groups"]["by_ethnicity"]

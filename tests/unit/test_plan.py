@@ -14,9 +14,18 @@ from faceproc.agegender.spec import ModelCardMismatch, ModelSpec
 from faceproc.config import SAME_ROWS, Config, ModelConfig
 from faceproc.configcheck import walk
 from faceproc.plan import ModelFactory, RunPlan, result_fingerprint
-from tests.conftest import INSIGHTFACE_ROOT, requires_shared
+from tests.conftest import INSIGHTFACE_ROOT, REPO, requires_shared
 
 DET = INSIGHTFACE_ROOT / "models" / "buffalo_m" / "det_2.5g.onnx"
+
+def cal_suffix(variant):
+    """The shipped card's calibration maps (issue 24) are part of its label: +cal and a hash of the maps."""
+    import hashlib
+
+    card = json.loads((REPO / "faceproc" / "weights" / f"{variant}.json").read_text())
+    cal = card.get("calibration")
+    return "+cal" + hashlib.sha256(json.dumps(cal, sort_keys=True).encode()).hexdigest()[:8] if cal else ""
+
 
 # What main at commit 47872e7 computed (engine.preflight, runstate.describe_model, runstate.result_fingerprint)
 # for the default config: an output written then must resume now, so these may never change by accident.
@@ -29,7 +38,7 @@ BEFORE = {
     # min_face_px/min_sharpness: added on purpose after 47872e7 (quality thresholds change rows: withheld)
     "model": {"flip_tta": True, "min_age": 0.0, "max_age": 100.0, "min_face_px": 24.0, "min_sharpness": 6.0,
               "runtime": "auto", "random_init": False},
-    "model_label": "unfrozen@unfrozen-258e7119e52e",
+    "model_label": "unfrozen@unfrozen-258e7119e52e" + cal_suffix("unfrozen"),  # + the card's maps (issue 24)
     "schema_version": 4,  # 2 at 47872e7; bumped on purpose by the new columns (faceproc/schema.py: 3, 4)
 }
 
@@ -55,22 +64,25 @@ def fake_keras(path):
 
 @requires_shared
 def test_fingerprint_and_labels_equal_those_existing_outputs_were_written_under(tmp_path):
+    """As 47872e7 computed them, except that a card with calibration maps adds their hash to its version
+    (the maps change female_prob and ages, so outputs written without them are not resumed)."""
+    u, f = cal_suffix("unfrozen"), cal_suffix("frozen")
     carded = fake_keras(tmp_path / "carded.keras")
     (tmp_path / "carded.json").write_text(json.dumps({"variant": "unfrozen", "version": "mine-1",
                                                       "crop_policy": "arcface5-s1.3-up0.15-128"}))
     cases = {  # overrides -> (label, what differs from BEFORE), as 47872e7 computed them
-        (): ("unfrozen@unfrozen-258e7119e52e", {}),
-        (("model.variant", "frozen"),): ("frozen@frozen-7e8ec1de7c70", {}),
+        (): (f"unfrozen@unfrozen-258e7119e52e{u}", {}),
+        (("model.variant", "frozen"),): (f"frozen@frozen-7e8ec1de7c70{f}", {}),
         (("model.variant", str(fake_keras(tmp_path / "custom.keras"))),): ("custom@sha256:663e5a432277", {}),
         (("model.variant", str(carded)),): ("unfrozen@mine-1", {}),
         (("model.random_init", True),): ("unfrozen@random-init", {"model": {**BEFORE["model"], "random_init": True}}),
         (("detector.threshold", 0.6), ("decode.max_side", 1024), ("model.flip_tta", False)): (
-            "unfrozen@unfrozen-258e7119e52e",
+            f"unfrozen@unfrozen-258e7119e52e{u}",
             {"decode": {**BEFORE["decode"], "max_side": 1024},
              "detector": {**BEFORE["detector"], "threshold": 0.6}, "model": {**BEFORE["model"], "flip_tta": False}}),
         # where the files lie and how fast they run changes no row
         (("detector.scrfd.root", str(INSIGHTFACE_ROOT)), ("detector.threads", 3), ("model.batch_size", 8)): (
-            "unfrozen@unfrozen-258e7119e52e", {}),
+            f"unfrozen@unfrozen-258e7119e52e{u}", {}),
     }
     for overrides, (label, changed) in cases.items():
         plan = RunPlan.resolve(config(overrides))

@@ -217,3 +217,11 @@ def test_preview_labels_show_uncertain_and_withheld_faces():
     assert (np.abs(img[100, 60:100].astype(int) - purple).sum(axis=1) < 10).all()  # the uncertain face's box
     box = img[100:102, 300:420]
     assert (np.abs(box.astype(int) - grey).sum(axis=2) < 10).all()  # no estimate: grey, not a gender colour
+
+
+def test_the_header_says_what_the_estimates_are_and_links_the_limitations():
+    from faceproc.report_page import _header
+
+    html = _header({"inputs": ["/a"], "files": 1, "faces": 1, "failed_files": 0, "finished": 0})
+    assert 'id="limits"' in html and "docs/limitations.md" in html and "apparent ages" in html
+    assert "binary label" in html and "children" in html
