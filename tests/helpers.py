@@ -130,3 +130,19 @@ def annotated_sample(tmp_path, n=12, previews=2):
     out = tmp_path / "out"
     annotate([str(tmp_path / "in")], out, cfg, engine="local", models=FakeModels())
     return out
+
+
+def fail_first_commit(monkeypatch, error: Exception) -> list:
+    """Make the first shard commit raise `error` between "tables in place" and "marker written" (runstate's
+    crash point); later commits go through. Returns the list that receives the failed shard's id."""
+    import faceproc.runstate as R
+
+    victims: list = []
+
+    def boom(store, shard_id):
+        if not victims:
+            victims.append(shard_id)
+            raise error
+
+    monkeypatch.setattr(R, "_tables_in_place", boom)
+    return victims

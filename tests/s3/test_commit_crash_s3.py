@@ -12,7 +12,7 @@ import faceproc.runstate as R
 from faceproc.engine import OutputLocked, annotate
 from faceproc.storage import Store
 from tests.conftest import REPO
-from tests.helpers import cfg_for_tests, make_tree
+from tests.helpers import cfg_for_tests, fail_first_commit, make_tree
 from tests.s3.test_object_storage import read_s3
 from tests.unit.test_commit_crash import KILLED_IN_COMMIT, exactly_once
 
@@ -34,14 +34,7 @@ def test_killed_inside_a_commit_on_s3_then_rerun_with_another_shard_size(s3_serv
 def test_a_raise_inside_a_commit_on_s3_leaves_no_row_of_that_shard(s3_server, tmp_path, fakes, monkeypatch):
     make_tree(tmp_path / "in")
     out = "s3://faceproc/runs/raise-in-commit"
-    victims = []
-
-    def boom(store, shard_id):
-        if not victims:
-            victims.append(shard_id)
-            raise RuntimeError("crash inside the commit")
-
-    monkeypatch.setattr(R, "_tables_in_place", boom)
+    victims = fail_first_commit(monkeypatch, RuntimeError("crash inside the commit"))
     rep = annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=3), engine="local")
     assert [f["shard"] for f in rep["failed_shards"]] == victims
     store = Store(out)

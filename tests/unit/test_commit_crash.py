@@ -14,7 +14,7 @@ from faceproc.engine import annotate
 from faceproc.storage import Store
 
 from tests.conftest import REPO
-from tests.helpers import cfg_for_tests, make_tree
+from tests.helpers import cfg_for_tests, fail_first_commit, make_tree
 
 # A child process that dies (SIGKILL, no cleanup of any kind) at the crash point of its second commit.
 KILLED_IN_COMMIT = r"""
@@ -100,14 +100,7 @@ def test_a_raise_between_rows_and_marker_fails_only_that_shard(tmp_path, fakes, 
     visible), the other shards commit, the run reports it failed, and a rerun finishes it."""
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    victims = []
-
-    def boom(store, shard_id):
-        if not victims:
-            victims.append(shard_id)
-            raise RuntimeError("crash inside the commit")
-
-    monkeypatch.setattr(R, "_tables_in_place", boom)
+    victims = fail_first_commit(monkeypatch, RuntimeError("crash inside the commit"))
     rep = annotate([str(tmp_path / "in")], out, cfg_for_tests(shard_size=2), engine="local")
     assert [f["shard"] for f in rep["failed_shards"]] == victims
     assert "crash inside the commit" in rep["failed_shards"][0]["error"]

@@ -18,7 +18,7 @@ import faceproc.runstate as R
 from faceproc.cli import main
 
 from tests.conftest import REPO
-from tests.helpers import make_tree
+from tests.helpers import fail_first_commit, make_tree
 
 
 def cli(*args):
@@ -35,14 +35,7 @@ def test_a_finished_run_exits_0_and_files_with_a_bad_status_do_not_change_that(t
 def test_a_shard_that_fails_for_good_exits_2_and_a_rerun_finishes_it(tmp_path, fakes, monkeypatch):
     make_tree(tmp_path / "in")
     out = tmp_path / "out"
-    failed = []
-
-    def fail_one(store, shard_id):
-        if not failed:
-            failed.append(shard_id)
-            raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(R, "_tables_in_place", fail_one)
+    failed = fail_first_commit(monkeypatch, OSError(errno.EIO, "Input/output error"))
     r = cli(tmp_path / "in", "-o", out, "--shard-size", "3")
     assert r.exit_code == 2, r.output
     manifest = json.loads((out / "manifest.json").read_text())
