@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import calibration
-from .data.split import AGE_BANDS, REPORT, SELECT, age_band, read_manifest, validation_half
+from .data.split import AGE_BANDS, REPORT, SELECT, age_band, manifest_path, read_manifest, validation_half
 from .groups import group_metrics, utkface_ethnicity
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def split_files(cfg) -> tuple[str, str] | None:
     if not cfg.cache:
         return None
     cache = Path(cfg.cache)
-    manifest = cache.with_name(cache.stem + f".split-{cfg.seed}-{cfg.val_fraction}.json")
+    manifest = manifest_path(cache, cfg.seed, cfg.val_fraction)
     return (str(cache), str(manifest)) if cache.exists() and manifest.exists() else None
 
 

@@ -127,12 +127,13 @@ def evaluate_photos(models: list[str], data: str, work: str | Path, n_photos: in
     tpath = work / "truth.json"
     truth = json.loads(tpath.read_text()) if tpath.exists() else None
     spec = dict(PHOTO_SETS[photo_set])
-    seed = spec.pop("seed") if seed is None else seed
-    spec.pop("seed", None)
-    if not truth or truth.get("n_photos") != n_photos or truth.get("seed") != seed or truth.get("faces_from") != "report half":
+    set_seed = spec.pop("seed")
+    seed = set_seed if seed is None else seed
+    meta = {"faces_from": "report half", "set": photo_set}
+    if not truth or truth.get("n_photos") != n_photos or truth.get("seed") != seed or any(
+            truth.get(k) != v for k, v in meta.items()):
         val = validation_faces(data)  # the report half only
-        truth = build_photos(val, work, n_photos=n_photos, seed=seed, **spec) | {"faces_from": "report half"}
-        (work / "truth.json").write_text(json.dumps(truth, indent=0))
+        truth = build_photos(val, work, n_photos=n_photos, seed=seed, meta=meta, **spec)
     results: dict[str, Any] = {}
     for m in models:
         base = cfg or Config()

@@ -113,7 +113,7 @@ def _save(img: np.ndarray, path: Path, fmt: str, grey: bool, orientation: int, q
 
 def build_photos(faces: list, out: str | Path, n_photos: int = 150, seed: int = 0,
                  min_face: int = 48, max_faces: int = 12, megapixels: tuple[float, float] = (0.5, 12.0),
-                 jpeg_quality: tuple[int, int] = (90, 90)) -> dict[str, Any]:
+                 jpeg_quality: tuple[int, int] = (90, 90), meta: dict | None = None) -> dict[str, Any]:
     """Write seeded group photos of `faces` (records with key, path, age, gender) under out/photos and the
     same faces as bare files under out/crops; return the truth. Each face is used at most once."""
     from PIL import Image
@@ -161,7 +161,7 @@ def build_photos(faces: list, out: str | Path, n_photos: int = 150, seed: int = 
         for t in truth:  # the same face as a bare crop, for the gap
             Image.open(t.source).save(out / "crops" / f"{t.key.replace('/', '_')}.png")
     body = {"seed": seed, "n_photos": n_photos, "scenes": len(scenes), "photos": photos, "specs": specs,
-            "min_face": min_face, "jpeg_quality": list(jpeg_quality)}
+            "min_face": min_face, "jpeg_quality": list(jpeg_quality), **(meta or {})}
     (out / "truth.json").write_text(json.dumps(body, indent=0))
     return body
 

@@ -51,6 +51,12 @@ def validation_half(key: str, seed: int = 42) -> str:
     return REPORT if digest[0] & 1 else SELECT
 
 
+def manifest_path(cache_path, seed: int, val_fraction: float) -> Path:
+    """Where the split manifest of a crop cache lies (beside it, named by seed and fraction)."""
+    cache_path = Path(cache_path)
+    return cache_path.with_name(cache_path.stem + f".split-{seed}-{val_fraction}.json")
+
+
 def write_manifest(path: str | os.PathLike, split: dict[str, str], meta: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

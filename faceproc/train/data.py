@@ -41,7 +41,7 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """Records -> split manifest -> crop cache -> arrays for train and val."""
     from ..data.cache import build_cache, cache_records, stored_policy
     from ..data.recut import load_crops
-    from ..data.split import REPORT, SELECT, read_manifest, stratified_split, validation_half, write_manifest
+    from ..data.split import REPORT, SELECT, manifest_path, read_manifest, stratified_split, validation_half, write_manifest
 
     cache_path = Path(cfg.cache) if cfg.cache else out.parent / "cache" / "train_crops.parquet"
     if cfg.datasets:
@@ -54,7 +54,7 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, Any]:
         cache_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     else:
         raise ValueError("no training data: give a dataset (--data DIR) or an existing crop cache (--cache FILE)")
-    manifest = cache_path.with_name(cache_path.stem + f".split-{cfg.seed}-{cfg.val_fraction}.json")
+    manifest = manifest_path(cache_path, cfg.seed, cfg.val_fraction)
     if manifest.exists():
         split, _ = read_manifest(manifest)
     else:
