@@ -67,15 +67,15 @@ def build_corpus(n: int, seed: int, root: Path, sizes=SIZES) -> Path:
 
 
 def flat_view(corpus: Path) -> Path:
-    """The same photos as one big folder (symlinks): a camera dump or a scan folder, the layout that used
-    to leave all but one worker idle."""
+    """The same photos as one big folder (hard links: discovery does not follow symlinks that lead outside
+    its inputs, issue 19): a camera dump or a scan folder, the layout that used to leave all but one worker idle."""
     flat = corpus.parent / (corpus.name + "-flat")
     files = corpus_files(corpus)
-    if not flat.exists() or len(list(flat.glob("*.jpg"))) != len(files):
+    if not flat.exists() or any(p.is_symlink() for p in flat.iterdir()) or len(list(flat.glob("*.jpg"))) != len(files):
         shutil.rmtree(flat, ignore_errors=True)
         flat.mkdir(parents=True)
         for f in files:
-            os.symlink(f, flat / Path(f).name)
+            os.link(f, flat / Path(f).name)
     return flat
 
 
