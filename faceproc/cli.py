@@ -58,21 +58,44 @@ def build_config(config: str | None, **overrides) -> Config:
         raise click.ClickException(str(e)) from None
 
 
-@main.command()
+class _AnnotateCommand(click.Command):
+    """annotate's help quotes the shipped models' measured figures, read from their cards when it is shown."""
+
+    def format_help_text(self, ctx, formatter) -> None:
+        self.help = (self.help or "").replace("{figures}", _model_figures())
+        super().format_help_text(ctx, formatter)
+
+
+def _model_figures() -> str:
+    """The report half's group photos (faces no choice was made on), from each shipped model's card."""
+    try:
+        cards = {v: json.loads((Path(__file__).parent / "weights" / f"{v}.json").read_text(encoding="utf-8"))
+                 for v in ("unfrozen", "frozen")}
+        u, f = (cards[v]["photo_evaluation"]["photos"] for v in ("unfrozen", "frozen"))
+        return (f"on {u['photos']} group photos kept apart from every choice ({u['n']} faces): unfrozen is off by "
+                f"{u['age_mae']:.1f} years on average and gets {u['gender_acc']:.1%} of genders right; frozen "
+                f"{f['age_mae']:.1f} years and {f['gender_acc']:.1%}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "each model's measured figures are in its card, faceproc/weights/unfrozen.json and frozen.json"
+
+
+@main.command(cls=_AnnotateCommand)
 @click.argument("inputs", nargs=-1)
 @click.option("--input", "more_inputs", multiple=True, help="An input (repeatable; the same as INPUTS).")
-@click.option("-o", "--output", required=True, help="Output folder (faces/, images/, report), or s3://bucket/prefix.")
-@click.option("--model", default=None, help="frozen | unfrozen | path to a .keras file.  [default: unfrozen]")
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), help="YAML config (configs/annotate.yaml).")
-@click.option("--batch-size", type=int, default=None, help="Face crops per age/gender batch.")
-@click.option("--limit", type=int, default=None, help="Process only the first N files (in discovery order).")
+@click.option("-o", "--output", required=True, help="Folder for the results (or s3://bucket/prefix).")
+@click.option("--model", default=None, help="unfrozen (more accurate) | frozen | a .keras file.  [default: unfrozen]")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False),
+              help="Settings file (YAML): `faceproc config` prints every setting with its default.")
+@click.option("--batch-size", type=int, default=None, help="Faces the age/gender model takes at once (speed only).")
+@click.option("--limit", type=int, default=None, help="Only the first N photos (to try settings).")
 @click.option("--previews", type=int, default=None,
-              help="Write N annotated JPEGs (the photos with most faces) to OUT/previews.  [default: 0]")
-@click.option("--workers", type=int, default=None, help="Ray worker actors (default: one per CPU).")
+              help="Draw boxes and labels on the N photos with most faces, in OUTPUT/previews.  [default: 0]")
+@click.option("--workers", type=int, default=None, help="Parallel workers (default: one per CPU).")
 @click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
               help="auto: in this process for small runs (a few dozen files, or one CPU), else Ray; ray: local "
                    "Ray (or the RAY_ADDRESS cluster); local: in this process.")
-@click.option("--shard-size", type=int, default=None, help="At most this many files per shard.  [default: 256]")
+@click.option("--shard-size", type=int, default=None,
+              help="Photos saved together; a stopped run redoes at most this many per worker.  [default: 256]")
 @click.option("--force", is_flag=True,
               help="Discard an earlier run in OUTPUT made with other settings (only files faceproc wrote are removed).")
 @click.option("--prune", is_flag=True, help="Drop the rows of files no longer among the inputs (deleted, renamed).")
@@ -85,13 +108,28 @@ def build_config(config: str | None, **overrides) -> Config:
               help="No face in report.html: no gallery thumbnails, no previews (docs/privacy.md).")
 def annotate(inputs, more_inputs, output, model, config, batch_size, limit, previews, workers, engine, shard_size, force,
              prune, verify, as_json, random_init, follow_external_symlinks, no_faces) -> None:
-    """Detect faces and estimate age and gender for every image under INPUTS (folders, files or s3:// prefixes).
+    """Find the faces in every photo under INPUTS and estimate each face's age and gender.
 
-    Model locations (for offline use): FACEPROC_INSIGHTFACE_ROOT (InsightFace pack root, default
-    ~/.insightface, downloaded once), FACEPROC_DETECTOR_PACK, FACEPROC_DETECTOR_FILE (an SCRFD .onnx),
-    FACEPROC_WEIGHTS_DIR (age/gender weights; default: shipped in the package). Exit status: 0 done,
-    1 error or refusal (also: an OUTPUT that is an input, inside one, or holds files faceproc did not write),
-    2 some shards unfinished (rerun), 64 bad command line, 130 interrupted.
+    INPUTS are folders, single photos or s3:// prefixes. OUTPUT gets one table row per file (images/) and one
+    per face (faces/), as Parquet, and report.html to open in a browser. Running the same command again
+    picks up only new and changed photos, and finishes a run that was stopped where it left off.
+
+    \b
+    Example:
+      faceproc annotate ~/Pictures -o ~/faces
+      faceproc annotate ~/Pictures -o ~/faces     # later: only the new and changed photos
+
+    Which model (--model): unfrozen, the default, is the more accurate: the whole network was trained on
+    faces. frozen keeps its ImageNet network fixed and trains only the two small output layers on top:
+    faster to train, less accurate. Measured {figures}.
+
+    Settings: `faceproc config > my.yaml` writes every setting with its default; edit it and pass
+    --config my.yaml. Offline, name where the models lie with FACEPROC_INSIGHTFACE_ROOT (face detector)
+    and FACEPROC_WEIGHTS_DIR (age/gender; shipped with faceproc).
+
+    Exit status: 0 done, 1 error or refusal (also: an OUTPUT that is an input, inside one, or holds files
+    faceproc did not write), 2 some photos unfinished (run the same command again), 64 bad command line,
+    130 interrupted.
     """
     from .detectors.files import DetectorUnavailable
     from .engine import (ClusterUnreachable, DiskFull, Interrupted, OutputLocked, OutputNotWritable, RunConfigMismatch,
@@ -132,23 +170,18 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
 
 
 def _print_summary(rep: dict) -> None:
-    from .schema import READ_OK
+    from .progress import summary_lines  # the same lines close OUT/faceproc.log
 
-    tp = rep["throughput"]
-    bad = {k: v for k, v in sorted(rep["status_counts"].items()) if k not in READ_OK}
-    counts = rep["status_counts"]
-    click.echo(f"{rep['files']} files ({counts.get('ok', 0)} with faces, {counts.get('no_faces', 0)} without), "
-               f"{rep['faces']} faces, {rep['failed_files']} files failed"
-               + (f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if bad else ""))
-    from .skipped import skipped_lines
+    for line in summary_lines(rep):
+        click.echo(line)
 
-    for line in skipped_lines(rep.get("skipped")):  # what under the inputs is not a row, never silently
-        click.echo(f"not rows: {line}")
-    if tp.get("last_run_seconds") is not None:
-        click.echo(f"last run: {tp['last_run_files']} files in {tp['last_run_seconds']:.1f} s")
-    from .storage import join
 
-    click.echo(f"report: {join(rep['output'], 'report.html')}")
+@main.command("config")
+def config_cmd() -> None:
+    """Print every annotate setting with its default, as YAML: save it, edit it, pass it with --config FILE."""
+    from importlib.resources import files
+
+    click.echo(files("faceproc").joinpath("default_config.yaml").read_text(encoding="utf-8"), nl=False)
 
 
 @main.command("make-sample")
@@ -204,6 +237,7 @@ for _name, _text in {
     "annotate": "Faces, age and gender of every photo under INPUTS -> Parquet.",
     "report": "Rebuild report.json/html (and previews) from an output.",
     "make-sample": "Write a small sample folder to try annotate on.",
+    "config": "Print every setting with its default (YAML for --config).",
     "train": "Train an age/gender variant (frozen or unfrozen).",
     "evaluate": "Results table of models on the validation crops.",
     "evaluate-photos": "Models on validation faces inside group photos.",

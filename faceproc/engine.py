@@ -35,6 +35,7 @@ from .executors.local import local_workers, run_local as _run_local
 from .executors.ray_pool import ray_workers as _ray_workers, run_ray as _run_ray
 from .offline import set_offline
 from .plan import ModelFactory, RunPlan
+from .progress import ProgressLine, log_summary
 from .runstate import (LOCK, MANIFEST, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401 (re-exported)
                        OutputNotWritable, RunConfigMismatch, _is_disk_full, _remove_uncommitted, acquire_lock,
                        check_output)
@@ -108,7 +109,9 @@ def annotate(
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     try:
-        return _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan, prune, verify, t_start)
+        rep = _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan, prune, verify, t_start)
+        log_summary(file_log, rep)  # the closing summary, in OUT/faceproc.log too
+        return rep
     except OSError as e:
         if _is_disk_full(e):
             _remove_uncommitted(out)
@@ -173,9 +176,9 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         click.echo(f"{disc.n_files} files, {len(todo_files)} to do in {len(todo)} shards ({len(done_paths)} already done); "
                    f"starting workers (loading the models takes a few seconds) ...", err=True)
         quiet = _ConsoleAtLeast(logging.WARNING)
-        bar = click.progressbar(length=sum(len(s.files) for s in todo), label="annotating", file=sys.stderr)
-        bar.__enter__()
+        bar = ProgressLine(sum(len(s.files) for s in todo)).start()  # moves per file (faceproc/progress.py)
     last_write = [0.0]
+    per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
 
     committed = dict(done)  # id -> marker of every committed shard (a shard's summary is its marker)
 
@@ -186,11 +189,11 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
         done_files[0] += summary["files"]
         rate = done_files[0] / max(time.time() - t0, 1e-9)
         if bar is not None:
-            bar.update(summary["files"])
-        else:
-            n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
-            log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
-                     summary["files"], summary["faces"], n_done, len(shards), rate)
+            bar.shard_done(summary["shard"], summary["files"], summary["faces"])
+        n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
+        # with the bar on screen the console shows warnings only: this line goes to OUT/faceproc.log alone
+        log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
+                 summary["files"], summary["faces"], n_done, len(shards), rate)
         if time.time() - last_write[0] > 5:
             out.write_text(MANIFEST, json.dumps(manifest, indent=1))
             last_write[0] = time.time()
@@ -200,9 +203,9 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
             if not todo:
                 failed = []
             elif engine == "local":
-                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done)
+                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done, **per_file)
             elif engine == "ray":
-                failed = _run_ray(cfg, todo, out, run_id, on_done, plan)
+                failed = _run_ray(cfg, todo, out, run_id, on_done, plan, **per_file)
     except KeyboardInterrupt:
         n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
         manifest.update(state="interrupted", finished=time.time())
@@ -212,7 +215,7 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
                           f"command again to finish the rest.") from None
     finally:
         if bar is not None:
-            bar.__exit__(None, None, None)
+            bar.close()
         if quiet is not None:
             quiet.restore()
     out.delete_tree(STAGING)  # empty once every shard has committed or failed

@@ -54,6 +54,7 @@ class Annotator:
         self.predictor = plan.models.predictor(plan.model)
         self.plan = plan.without_bytes()
         self.policy = plan.model.policy  # crops are cut the way the model's card says
+        self.on_file = None  # progress: called with each file's face count once it is read (faceproc/progress.py)
 
     def warm_up(self) -> None:
         """One small inference through each model: their first call compiles kernels for the first input
@@ -141,6 +142,8 @@ class Annotator:
         queued = 0
         for entry in entries:
             p = self._image(entry, shard_id, run_id)
+            if self.on_file is not None:
+                self.on_file(len(p.face_rows))
             queue.append(p)
             queued += 0 if p.crops is None else len(p.crops)
             if queued >= FLUSH_CROPS:

@@ -23,17 +23,21 @@ def local_workers(cfg) -> int:
     return cfg.run.workers or max(1, int(cpus // max(cfg.run.cpus_per_worker, 0.01)))
 
 
-def run_local(plan, shards: list, out, run_id: str, on_done: Callable) -> list[dict]:
+def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=None) -> list[dict]:
     """Annotate and commit each shard in turn; a failed shard is reported and the rest goes on. A stop
     signal propagates from inside a shard: its files are removed by commit_shard, committed shards stay.
-    `plan`: the RunPlan for this process's workers (RunPlan.for_workers)."""
+    `plan`: the RunPlan for this process's workers (RunPlan.for_workers); `progress`: a ProgressLine told of
+    every file as it is read (faceproc/progress.py), or None."""
     from . import process_shard
     from ..pipeline import Annotator
+    from ..progress import ShardTally
     from ..runstate import _is_disk_full
 
     annotator = Annotator(plan)
     failed = []
     for shard in shards:
+        if progress is not None:
+            annotator.on_file = ShardTally(progress.shard_status, shard.shard_id)
         try:
             on_done(process_shard(annotator, shard, out, run_id))
         except Exception as e:  # a shard-level failure is reported, the rest goes on

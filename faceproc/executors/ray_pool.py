@@ -23,6 +23,7 @@ from ..runstate import shard_marker
 from ..storage import Store
 from . import process_shard
 from .placement import describe, plan_slots
+from .ray_progress import RayBoard, tally_for
 
 log = logging.getLogger("faceproc")
 
@@ -44,11 +45,12 @@ def _log_gpu_fallback(gpu_ids) -> None:
 def _make_worker_class(ray):
     @ray.remote
     class ShardWorker:
-        def __init__(self, plan: RunPlan, out: str, run_id: str):
+        def __init__(self, plan: RunPlan, out: str, run_id: str, board=None):
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             from ..pipeline import Annotator
 
             self.out, self.run_id = out, run_id
+            self.board = board  # where files read are counted for a terminal's progress line, or None
             ctx = ray.get_runtime_context()
             self.node = ctx.get_node_id()
             gpus = ray.get_gpu_ids()
@@ -61,6 +63,7 @@ def _make_worker_class(ray):
             return os.getpid()
 
         def run(self, shard: Shard) -> dict:
+            self.annotator.on_file = tally_for(self.board, shard.shard_id)  # executors/ray_progress.py
             summary = process_shard(self.annotator, shard, self.out, self.run_id)
             summary["node"] = self.node  # which node ran it: recorded in the manifest
             return summary
@@ -75,9 +78,11 @@ def ray_workers(cfg: Config) -> int:
     return cfg.run.workers or len(plan_slots(ray.nodes(), cfg.run.cpus_per_worker, cfg.run.gpus_per_worker))
 
 
-def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable, plan: RunPlan) -> list[dict]:
+def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: Callable, plan: RunPlan,
+            progress=None) -> list[dict]:
     """The shards on Ray actors. Stopped (Ctrl-C, SIGTERM), the actors are killed before the stop goes on, so
-    no shard commits after the driver has cleaned up: the shard in flight is dropped or committed whole."""
+    no shard commits after the driver has cleaned up: the shard in flight is dropped or committed whole.
+    `progress`: a ProgressLine the workers tell of every file read (executors/ray_progress.py), or None."""
     actors: list = []
     refs = _Sent()
     recorded: set[str] = set()
@@ -86,8 +91,9 @@ def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: 
         on_done(summary)
         recorded.add(summary["shard"])
 
+    board = RayBoard(init_ray(cfg), progress) if progress is not None else None
     try:
-        return _run_ray_actors(cfg, plan, shards, out, run_id, record, actors, refs)
+        return _run_ray_actors(cfg, plan, shards, out, run_id, record, actors, refs, board)
     except KeyboardInterrupt:
         stop_actors(actors, refs)
         # A shard can commit and its actor die before the reply: the markers on storage say what is done.
@@ -95,6 +101,9 @@ def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: 
             if out.exists(shard_marker(sid)):
                 on_done(json.loads(out.read_text(shard_marker(sid))))
         raise
+    finally:
+        if board is not None:
+            board.stop()
 
 
 class _Sent(dict):
@@ -110,7 +119,7 @@ class _Sent(dict):
 
 
 def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable,
-                    actors: list, in_flight: dict) -> list[dict]:
+                    actors: list, in_flight: dict, board=None) -> list[dict]:
     ray = init_ray(cfg)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -128,7 +137,7 @@ def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store,
     workers = [
         Worker.options(num_cpus=per, num_gpus=s.gpus, max_restarts=-1, max_task_retries=0,
                        scheduling_strategy=NodeAffinitySchedulingStrategy(s.node, soft=True) if s.node else "DEFAULT",
-                       ).remote(wplan, str(out), run_id)
+                       ).remote(wplan, str(out), run_id, board and board.actor)
         for s in slots
     ]
     actors.extend(workers)
@@ -194,5 +203,7 @@ def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store,
                     failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
     for w in workers:
         ray.kill(w)
+    if board is not None:
+        board.stop()  # before Ray goes down
     release_embedded_ray()
     return failed
