@@ -22,8 +22,11 @@ log = logging.getLogger("faceproc")
 class ProgressLine:
     """`annotating [#####-----]  37/120 files  4.2 files/s  58 faces  0:20 left`, redrawn in place."""
 
-    def __init__(self, total: int, stream=None, min_interval: float = 0.1, clock: Callable[[], float] = time.monotonic):
-        self.total, self.stream, self.min_interval, self.clock = total, stream or sys.stderr, min_interval, clock
+    MIN_INTERVAL = 0.1  # seconds between redraws: a terminal needs no more, and a fast run writes no flood
+
+    def __init__(self, total: int, stream=None, clock: Callable[[], float] = time.monotonic):
+        self.total, self.stream, self.clock = total, stream or sys.stderr, clock
+        self.min_interval = self.MIN_INTERVAL
         self.committed = [0, 0]  # files, faces of the shards committed in this run
         self.partial: dict[str, tuple[int, int]] = {}  # shard id -> (files, faces) read so far, not yet committed
         self.done: set[str] = set()
@@ -59,10 +62,6 @@ class ProgressLine:
     # ------------------------------------------------------------------ drawing
     def line(self, width: int = 80) -> str:
         now, files, total = self.clock(), self.files, max(self.total, 1)
-        if self.first is None and files:
-            self.first = (now, files)
-        bar_w = 20
-        filled = min(bar_w, bar_w * files // total)
         parts = [f"{files}/{self.total} files"]
         rate = None
         if self.first is not None and now > self.first[0] and files > self.first[1]:
@@ -74,10 +73,15 @@ class ProgressLine:
             parts.append(f"{left // 3600}:{left // 60 % 60:02}:{left % 60:02} left" if left >= 3600
                          else f"{left // 60}:{left % 60:02} left")
         info = "  ".join(parts)
-        bar = f"annotating [{'#' * filled}{'-' * (bar_w - filled)}]  "
-        return (bar + info if len(bar + info) < width else info)[: max(width - 1, 20)]  # a narrow terminal: no bar
+        bar_w = min(20, width - 1 - len(info) - len("annotating []  "))  # the bar gives way on a narrow terminal
+        if bar_w < 5:
+            return f"annotating  {info}"[: max(width - 1, 20)]
+        filled = min(bar_w, bar_w * files // total)
+        return f"annotating [{'#' * filled}{'-' * (bar_w - filled)}]  {info}"
 
     def _draw(self, force: bool = False) -> None:
+        if self.first is None and self.files:
+            self.first = (self.clock(), self.files)
         if self.closed or (not force and self.clock() - self.last_draw < self.min_interval):
             return
         self.last_draw = self.clock()
