@@ -92,8 +92,8 @@ def _model_figures() -> str:
               help="Draw boxes and labels on the N photos with most faces, in OUTPUT/previews.  [default: 0]")
 @click.option("--workers", type=int, default=None, help="Parallel workers (default: one per CPU).")
 @click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
-              help="auto: in this process for small runs (a few dozen files, or one CPU), else Ray; ray: local "
-                   "Ray (or the RAY_ADDRESS cluster); local: in this process.")
+              help="auto: small runs in this process, larger ones on Ray; ray: a local Ray or the RAY_ADDRESS "
+                   "cluster; local: in this process.")
 @click.option("--shard-size", type=int, default=None,
               help="Photos saved together; a stopped run redoes at most this many per worker.  [default: 256]")
 @click.option("--force", is_flag=True,
