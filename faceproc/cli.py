@@ -66,10 +66,10 @@ class _AnnotateCommand(click.Command):
         super().format_help_text(ctx, formatter)
 
 
-def _model_figures() -> str:
+def _model_figures(weights: Path = Path(__file__).parent / "weights") -> str:
     """The report half's group photos (faces no choice was made on), from each shipped model's card."""
     try:
-        cards = {v: json.loads((Path(__file__).parent / "weights" / f"{v}.json").read_text(encoding="utf-8"))
+        cards = {v: json.loads((weights / f"{v}.json").read_text(encoding="utf-8"))
                  for v in ("unfrozen", "frozen")}
         u, f = (cards[v]["photo_evaluation"]["photos"] for v in ("unfrozen", "frozen"))
         return (f"on {u['photos']} group photos kept apart from every choice ({u['n']} faces): unfrozen is off by "

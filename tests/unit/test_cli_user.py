@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from faceproc.cli import main
+from faceproc.cli import _model_figures, main
 from faceproc.config import Config
 from tests.conftest import REPO
 
@@ -26,7 +26,7 @@ def help_text(*cmd) -> str:
 def test_annotate_help_is_in_a_users_words():
     text = help_text("annotate")
     main_text = text.split("Options:")[0]
-    assert "faceproc annotate ~/Pictures -o ~/faces" in main_text  # an example
+    assert main_text.count("faceproc annotate ~/Pictures -o ~/faces") == 2  # an example, and its rerun:
     assert "only new and changed photos" in main_text  # what a rerun does
     for jargon in ("shard", "actor", "fingerprint", "manifest"):
         assert jargon not in main_text.lower(), jargon
@@ -45,6 +45,17 @@ def test_the_help_quotes_the_shipped_models_measured_figures():
             f"{u['age_mae']:.1f} years on average and gets {u['gender_acc']:.1%} of genders right; frozen "
             f"{f['age_mae']:.1f} years and {f['gender_acc']:.1%}") in flat
     assert u["age_mae"] < f["age_mae"] and u["gender_acc"] > f["gender_acc"]  # "the more accurate" holds
+
+
+def test_the_figures_follow_the_cards(tmp_path):
+    for v, (mae, acc) in {"unfrozen": (4.04, 0.955), "frozen": (7.96, 0.8)}.items():
+        card = {"photo_evaluation": {"photos": {"photos": 12, "n": 34, "age_mae": mae, "gender_acc": acc}}}
+        (tmp_path / f"{v}.json").write_text(json.dumps(card))
+    assert _model_figures(tmp_path) == ("on 12 group photos kept apart from every choice (34 faces): unfrozen is off "
+                                        "by 4.0 years on average and gets 95.5% of genders right; frozen 8.0 years "
+                                        "and 80.0%")
+    (tmp_path / "frozen.json").write_text("{}")  # a card without the figures: the help points to the cards
+    assert "faceproc/weights/unfrozen.json" in _model_figures(tmp_path)
 
 
 def test_option_help_is_short_and_plain():
