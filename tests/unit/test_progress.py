@@ -6,6 +6,7 @@ import io
 import logging
 import re
 import sys
+import time
 
 import pytest
 
@@ -119,3 +120,50 @@ def test_the_summary_says_when_work_is_unfinished():
     rep = {"files": 3, "faces": 0, "failed_files": 0, "output": "/o", "status_counts": {},
            "throughput": {"last_run_seconds": None}, "failed_shards": [{"shard": "x", "error": "boom"}]}
     assert "1 shards failed: run the same command again to finish them" in summary_lines(rep)
+
+
+class _InProcessRay:
+    """Just enough of `ray` to run the board actor in this process: `remote` classes and methods, get, kill."""
+
+    def __init__(self):
+        self.killed = []
+
+    def remote(self, **options):
+        def wrap(cls):
+            class Handle:
+                def __init__(self, obj):
+                    for name in ("put", "take"):
+                        setattr(self, name, type("M", (), {"remote": staticmethod(getattr(obj, name))})())
+
+            return type("Remote", (), {"remote": staticmethod(lambda *a: Handle(cls(*a)))})
+
+        return wrap
+
+    def get(self, value, timeout=None):
+        return value
+
+    def kill(self, actor):
+        self.killed.append(actor)
+
+
+def test_ray_workers_counts_reach_the_line_through_the_board(monkeypatch):
+    """executors/ray_progress.py without a cluster: a worker's tally puts to the board, the driver's thread
+    takes from it into the line; stop() ends the thread and kills the board. (On Ray: tests/ray/.)"""
+    import faceproc.executors.ray_progress as RP
+
+    monkeypatch.setattr(RP, "POLL_EVERY", 0.01)
+    line = ProgressLine(10, stream=io.StringIO())
+    ray = _InProcessRay()
+    board = RP.RayBoard(ray, line)
+    assert RP.tally_for(None, "s1") is None  # no terminal, no board: the workers send nothing
+    tally = RP.tally_for(board.actor, "s1")
+    tally.every = 0.0
+    for faces in (1, 0, 2):
+        tally(faces)
+    deadline = time.time() + 5
+    while line.files < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    assert (line.files, line.faces) == (3, 3)
+    board.stop()
+    assert not board.thread.is_alive() and ray.killed == [board.actor]
+    board.stop()  # twice is harmless (the normal end, then run_ray's finally)
