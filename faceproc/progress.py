@@ -73,7 +73,8 @@ class ProgressLine:
             parts.append(f"{left // 3600}:{left // 60 % 60:02}:{left % 60:02} left" if left >= 3600
                          else f"{left // 60}:{left % 60:02} left")
         info = "  ".join(parts)
-        bar_w = min(20, width - 1 - len(info) - len("annotating []  "))  # the bar gives way on a narrow terminal
+        room = max(len(info), 40 + 2 * len(str(self.total)))  # the info's usual width: the bar keeps its size
+        bar_w = min(20, width - 1 - room - len("annotating []  "))  # the bar gives way on a narrow terminal
         if bar_w < 5:
             return f"annotating  {info}"[: max(width - 1, 20)]
         filled = min(bar_w, bar_w * files // total)
