@@ -1,7 +1,7 @@
 """Inputs (local folders, files, object-store prefixes) -> a deterministic list of image files, each once;
 the files still to do -> shards.
 
-The local walk is in walk.py (iterative, one row per file by device and inode, symlinks leading outside the
+The walks are in walk.py (local: iterative, one row per file by device and inode, symlinks leading outside the
 inputs not followed unless asked, unreadable folders counted). Files with an image extension under a
 hidden name (or hidden folder) are kept as entries flagged `hidden`, so they get a `skipped_hidden` row
 instead of vanishing; every other file is counted by extension (videos named as such), never listed.
@@ -20,11 +20,10 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .objectstore import list_objects
 from .storage import is_uri
 
 from .formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 (re-exported)
-from .walk import FileEntry, extension, is_image_name, walk_local
+from .walk import FileEntry, walk_local, walk_objects
 
 SAMPLE = 50  # paths listed per kind of skipped thing in the manifest and the report (the counts are whole)
 
@@ -75,25 +74,6 @@ class Discovery:
             "duplicate_paths": {"count": len(self.duplicates),
                                 "sample": [{"path": p, "same_as": q} for p, q in self.duplicates[:SAMPLE]]},
         }
-
-
-def walk_objects(uri: str, disc: Discovery, exclude: list[str] | tuple = ()):
-    """walk_images for an object-store prefix (s3://bucket/archive): (folder, files) per key prefix, sorted;
-    "folders" are the key prefixes up to the last slash. A prefix in `exclude` (the run's output) is skipped."""
-    skip = tuple(e.rstrip("/") + "/" for e in exclude if is_uri(e))
-    by_dir: dict[str, list[FileEntry]] = {}
-    for path, size, mtime_ns in list_objects(uri):
-        if skip and path.startswith(skip):
-            continue
-        d, name = path.rsplit("/", 1)
-        if not is_image_name(name):
-            disc.skipped_ext[extension(name)] = disc.skipped_ext.get(extension(name), 0) + 1
-            continue
-        rel = path[len(uri.rstrip("/")) + 1:] if path != uri else name
-        hidden = any(part.startswith(".") for part in rel.split("/"))
-        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size, mtime_ns=mtime_ns, root=uri))
-    for d in sorted(by_dir):
-        yield d, by_dir[d]
 
 
 def check_inputs(inputs: list[str]) -> list[str]:

@@ -1,5 +1,7 @@
-"""Runs the pipeline over shards: on Ray (a local one or a cluster) or in-process, with exact resume.
-The driver is here; the executors are in faceproc/executors/ (local.py, ray_pool.py).
+"""The driver of a run: the plan resolved once (faceproc/plan.py), the inputs discovered, then the data path
+over shards: what is left to do (faceproc/resume.py) -> shards cut for the executor -> executed (faceproc/
+executors/: Ray actors or in-process) -> small shards compacted -> previews -> report. The manifest is
+faceproc/record.py's, the run's log file faceproc/runlog.py's.
 
 Exactly-once by construction: a shard's rows go to files named after the shard
 (`faces/<id>.parquet`, `images/<id>.parquet`, each written atomically), and only then its marker
@@ -16,29 +18,29 @@ actor; the driver only ever holds file paths and per-shard counts, never decoded
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from .cluster import ClusterUnreachable  # noqa: F401 (for the CLI)
 from .cluster import wait_embedded_ray as _wait_embedded_ray
 from .config import Config
-from .discover import Discovery, check_inputs, cut_shards, discover
+from .discover import check_inputs, cut_shards, discover
 from .executors.choice import check_engine, choose_engine, cluster_named, local_cpus
 from .executors.local import local_workers, run_local as _run_local
 from .executors.ray_pool import ray_workers as _ray_workers, run_ray as _run_ray
 from .offline import set_offline
+from .ownership import check_location, check_owned, remove_uncommitted
 from .plan import ModelFactory, RunPlan
 from .progress import ProgressLine, log_summary
-from .runstate import (LOCK, MANIFEST, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401 (re-exported)
-                       OutputNotWritable, RunConfigMismatch, _is_disk_full, _remove_uncommitted, acquire_lock,
-                       check_output)
+from .record import MANIFEST, RunRecord  # noqa: F401 (MANIFEST re-exported)
+from .runlog import run_log
+from .runstate import (LOCK, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401 (re-exported)
+                       OutputNotWritable, RunConfigMismatch, _is_disk_full, acquire_lock, check_output,
+                       compact_when_due)
 from .signals import stop_on_signals as _stop_on_signals
 from .storage import Store
 
@@ -81,90 +83,124 @@ def annotate(
     `force`: start again when the settings changed; `prune`: drop the rows of files no longer among the
     inputs; `verify`: re-hash files whose stat is unchanged (faceproc/resume.py). `engine`: auto (small runs
     in this process, the rest on Ray: executors/choice.py), ray or local."""
-    from .ownership import check_location, check_owned
-
     t_start = time.time()  # the run's time in the summary is the wall time from here to the report
     check_engine(engine)
-    cfg = plan.config if plan else cfg or Config()
     check_location(inputs, out)  # -o "", an input, inside one or holding one: refused before anything is written
     out = Store(out)  # a local folder or an object-store prefix (s3://bucket/runs/r1)
     check_owned(out)  # a folder faceproc did not write, or holding files it did not write: refused
-    # The output folder (and anything in it) is never input, even when it lies inside an input folder.
-    disc = discover(inputs, exclude=[str(out)],  # raises on a missing input, before any work
-                    follow_external_symlinks=cfg.run.follow_external_symlinks)
+    roots = check_inputs(inputs)  # a missing input: refused before any model is looked for
+    cfg = plan.config if plan else cfg or Config()
     set_offline(cfg.run.offline)  # no model download when offline (faceproc/offline.py)
-    plan = plan or RunPlan.resolve(cfg, models)  # every model found (or fetched once) before anything is written
+    # The one resolution of the run: every model found (or fetched once) and checked, and the fingerprint of
+    # the rows, before the inputs are walked and anything is written. Downstream takes the plan, not `cfg`.
+    plan = plan or RunPlan.resolve(cfg, models)
+    # The output folder (and anything in it) is never input, even when it lies inside an input folder.
+    disc = discover(inputs, exclude=[str(out)], follow_external_symlinks=plan.run.follow_external_symlinks)
     check_output(out)
     release_lock = acquire_lock(out)
-    # The whole story of every run: OUT/faceproc.log (for an object store, kept locally, uploaded at the end).
-    log_path = out.local_path / "faceproc.log" if not out.remote else Path(tempfile.mkstemp(suffix=".log")[1])
-    if out.remote:
-        log_path.write_text(_read_or_empty(out, "faceproc.log"), encoding="utf-8")
-    file_log = logging.FileHandler(log_path, encoding="utf-8")
-    file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    file_log.setLevel(logging.INFO)
-    root = logging.getLogger()
-    root.addHandler(file_log)
-    old_level = root.level
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
     try:
-        rep = _annotate_locked(inputs, out, cfg, engine, force, limit, progress, disc, plan, prune, verify, t_start)
-        log_summary(file_log, rep)  # the closing summary, in OUT/faceproc.log too
-        return rep
-    except OSError as e:
-        if _is_disk_full(e):
-            _remove_uncommitted(out)
-            raise DiskFull(f"the disk holding {out} is full ({e.strerror}). Finished shards are kept; free some space "
-                           f"and run the same command again to finish.") from None
-        raise
-    finally:
-        _wait_embedded_ray()
-        root.removeHandler(file_log)
-        root.setLevel(old_level)
-        file_log.close()
-        if out.remote:
+        with run_log(out) as file_log:  # the whole story of every run: OUT/faceproc.log
             try:
-                out.write_bytes("faceproc.log", log_path.read_bytes())
+                rep = _run(plan, roots, out, _limit(disc, limit), engine, force, progress, prune, verify, t_start)
+                log_summary(file_log, rep)  # the closing summary, in OUT/faceproc.log too
+                return rep
             except OSError as e:
-                log.warning("could not upload the run log to %s: %s", out.where("faceproc.log"), e)
-            log_path.unlink(missing_ok=True)
+                if _is_disk_full(e):
+                    remove_uncommitted(out)
+                    raise DiskFull(f"the disk holding {out} is full ({e.strerror}). Finished shards are kept; free "
+                                   f"some space and run the same command again to finish.") from None
+                raise
+            finally:
+                _wait_embedded_ray()
+    finally:
         release_lock()
 
 
-def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, limit, progress, disc,
-                     plan: RunPlan, prune: bool = False, verify: bool = False, t_start: float | None = None
-                     ) -> dict[str, Any]:
+def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force: bool, progress: bool | None,
+         prune: bool, verify: bool, t_start: float) -> dict[str, Any]:
+    """The data path of a run, once the output is locked: what is left to do (resume) -> shards cut for the
+    executor that runs them -> executed and committed -> small shards compacted -> previews -> report."""
     from .resume import resume
 
-    if limit:
-        disc = _limit(disc, limit)
-    model_label, fp = plan.model.label, plan.fingerprint
     # What the output already holds: kept, done again (changed files), refused or pruned (faceproc/resume.py).
-    state = resume(out, disc.files, fp, force=force, prune=prune, verify=verify)
-    old, done, todo_files = state.old, state.done, state.todo
-    run_id = (old or {}).get("run_id") or uuid.uuid4().hex[:12]
-    done_paths = {p for m in done.values() for p in m["paths"]}
-    engine, why = choose_engine(engine, len(todo_files), local_cpus(), cluster_named(cfg))
+    state = resume(out, disc.files, plan.fingerprint, force=force, prune=prune, verify=verify)
+    run_id = (state.old or {}).get("run_id") or uuid.uuid4().hex[:12]
+    engine, why = choose_engine(engine, len(state.todo), local_cpus(), cluster_named(plan.config))
     # Every worker gets work whatever the folder layout, and all finish close together (cut_shards).
-    workers = (_ray_workers(cfg) if engine == "ray" else local_workers(cfg)) if todo_files else 1
-    todo = cut_shards(todo_files, cfg.run.shard_size, workers)
-    shards = {sid: {"dir": m.get("dir"), "files": m.get("files", len(m["paths"])), "state": "done",
-                    "faces": m.get("faces")} for sid, m in done.items()}
-    shards.update({sh.shard_id: {"dir": sh.directory, "files": len(sh.files), "state": "pending"} for sh in todo})
-    manifest = {
-        "run_id": run_id, "inputs": check_inputs(inputs), "fingerprint": fp, "config": cfg.to_dict(),
-        **plan.summary, "state": "running", "started": t_start or time.time(), "engine": engine,
-        "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles[:50],
-        "skipped": disc.skipped(),  # not rows: other files by extension, unreadable folders, links (discover)
-        "shards": shards, "history": (old or {}).get("history", []),
-    }
-    out.write_text(MANIFEST, json.dumps(manifest, indent=1))
+    workers = (_ray_workers(plan.config) if engine == "ray" else local_workers(plan.config)) if state.todo else 1
+    todo = cut_shards(state.todo, plan.run.shard_size, workers)
+    record = RunRecord.start(out, plan, inputs, disc, state.old, state.done, todo, run_id, engine, t_start)
+    n_done = len({p for m in state.done.values() for p in m["paths"]})
     log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s; engine: %s (%s)",
-             disc.n_files, len(done_paths), len(done), len(todo_files), len(todo), model_label, run_id, engine, why)
+             disc.n_files, n_done, len(state.done), len(state.todo), len(todo), plan.model.label, run_id, engine, why)
 
+    committed = dict(state.done)  # id -> marker of every committed shard (a shard's summary is its marker)
+    bar, quiet = _progress_bar(progress, disc.n_files, state.todo, todo, n_done)
+    try:
+        failed, files_run = _execute(plan, engine, todo, out, run_id, record, committed, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        if quiet is not None:
+            quiet.restore()
+    out.delete_tree(STAGING)  # empty once every shard has committed or failed
+    if not failed and plan.run.compact_below:
+        after = compact_when_due(out, committed, plan.run.compact_below, plan.run.shard_size)
+        record.compacted(committed, after)
+    # The run's seconds: wall time from the start (models, Ray, shards) to the report, previews included.
+    record.finish(failed, {"run_started": t_start, "seconds": round(time.time() - t_start, 2),
+                           "shards_run": len(todo), "files_run": files_run, "engine": engine})
+    if plan.run.previews:  # first, so the report links and shows them
+        from .preview import write_previews
+
+        write_previews(out, plan.run.previews, plan.decode)
+        record.retimed(round(time.time() - t_start, 2))
+    from .report import build_report
+
+    report = build_report(out, plan.run.faces_in_report)
+    report["failed_shards"] = failed
+    return report
+
+
+def _execute(plan: RunPlan, engine: str, todo: list, out: Store, run_id: str, record: RunRecord, committed: dict,
+             bar) -> tuple[list[dict], int]:
+    """The shards on the chosen executor, with `bar` on a terminal (else a log line per shard); each commit
+    recorded in `committed` and the manifest. Returns (failed shards, files run). A stop: the uncommitted rows
+    removed, the manifest says interrupted, and `Interrupted` says what is kept."""
     t0 = time.time()
     done_files = [0]
+
+    def on_done(summary: dict) -> None:
+        committed[summary["shard"]] = summary
+        record.shard_done(summary)
+        done_files[0] += summary["files"]
+        rate = done_files[0] / max(time.time() - t0, 1e-9)
+        if bar is not None:
+            bar.shard_done(summary["shard"], summary["files"], summary["faces"])
+        # with the bar on screen the console shows warnings only: this line goes to OUT/faceproc.log alone
+        log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
+                 summary["files"], summary["faces"], record.n_done(), record.n_shards, rate)
+
+    per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
+    try:
+        with _stop_on_signals():
+            if not todo:
+                failed = []
+            elif engine == "local":
+                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done, **per_file)
+            elif engine == "ray":
+                failed = _run_ray(plan.config, todo, out, run_id, on_done, plan, **per_file)
+    except KeyboardInterrupt:
+        remove_uncommitted(out)
+        record.interrupted()
+        raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
+                          f"same command again to finish the rest.") from None
+    return failed, done_files[0]
+
+
+def _progress_bar(progress: bool | None, n_files: int, todo_files: list, todo: list, n_done: int):
+    """On a terminal (or asked): a progress bar over the files to do, and the console quiet below WARNING while
+    it shows. Returns (bar, quiet): both None without a bar; the caller exits the bar and restores `quiet`."""
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
     quiet = None
@@ -173,105 +209,16 @@ def _annotate_locked(inputs, out: Store, cfg: Config, engine: str, force: bool, 
 
         # On a terminal: the bar, warnings and the summary; every INFO line goes to OUT/faceproc.log only,
         # so no log line is glued onto the bar.
-        click.echo(f"{disc.n_files} files, {len(todo_files)} to do in {len(todo)} shards ({len(done_paths)} already done); "
+        click.echo(f"{n_files} files, {len(todo_files)} to do in {len(todo)} shards ({n_done} already done); "
                    f"starting workers (loading the models takes a few seconds) ...", err=True)
         quiet = _ConsoleAtLeast(logging.WARNING)
         bar = ProgressLine(sum(len(s.files) for s in todo)).start()  # moves per file (faceproc/progress.py)
-    last_write = [0.0]
-    per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
-
-    committed = dict(done)  # id -> marker of every committed shard (a shard's summary is its marker)
-
-    def on_done(summary: dict) -> None:
-        committed[summary["shard"]] = summary
-        manifest["shards"][summary["shard"]].update(state="done", faces=summary["faces"], seconds=summary["seconds"],
-                                                    node=summary.get("node", "local"))
-        done_files[0] += summary["files"]
-        rate = done_files[0] / max(time.time() - t0, 1e-9)
-        if bar is not None:
-            bar.shard_done(summary["shard"], summary["files"], summary["faces"])
-        n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
-        # with the bar on screen the console shows warnings only: this line goes to OUT/faceproc.log alone
-        log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
-                 summary["files"], summary["faces"], n_done, len(shards), rate)
-        if time.time() - last_write[0] > 5:
-            out.write_text(MANIFEST, json.dumps(manifest, indent=1))
-            last_write[0] = time.time()
-
-    try:
-        with _stop_on_signals():
-            if not todo:
-                failed = []
-            elif engine == "local":
-                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done, **per_file)
-            elif engine == "ray":
-                failed = _run_ray(cfg, todo, out, run_id, on_done, plan, **per_file)
-    except KeyboardInterrupt:
-        n_done = sum(1 for v in manifest["shards"].values() if v["state"] == "done")
-        manifest.update(state="interrupted", finished=time.time())
-        _remove_uncommitted(out)
-        out.write_text(MANIFEST, json.dumps(manifest, indent=1))
-        raise Interrupted(f"stopped: {n_done} of {len(shards)} shards are finished and kept; run the same "
-                          f"command again to finish the rest.") from None
-    finally:
-        if bar is not None:
-            bar.close()
-        if quiet is not None:
-            quiet.restore()
-    out.delete_tree(STAGING)  # empty once every shard has committed or failed
-    for f in failed:
-        manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
-    if not failed and cfg.run.compact_below:
-        _compact(out, manifest, cfg, committed)
-    manifest["state"] = "complete" if not failed else "incomplete"
-    manifest["finished"] = time.time()
-    # The run's seconds: wall time from the start (models, Ray, shards) to the report, previews included.
-    run = {"run_started": manifest["started"], "seconds": round(time.time() - (t_start or t0), 2),
-           "shards_run": len(todo), "files_run": done_files[0], "engine": engine}
-    manifest["history"].append(run)
-    out.write_text(MANIFEST, json.dumps(manifest, indent=1))
-
-    if cfg.run.previews:  # first, so the report links and shows them
-        from .preview import write_previews
-
-        write_previews(out, cfg.run.previews, cfg.decode)
-        run["seconds"] = round(time.time() - (t_start or t0), 2)
-        out.write_text(MANIFEST, json.dumps(manifest, indent=1))
-    from .report import build_report
-
-    report = build_report(out, cfg.run.faces_in_report)
-    report["failed_shards"] = failed
-    return report
+    return bar, quiet
 
 
-COMPACT_AFTER = 8  # small shards that trigger a compaction
-
-
-def _compact(out: Store, manifest: dict, cfg: Config, done: dict[str, dict]) -> None:
-    """Nightly runs leave a small shard each: once enough have accumulated, merge them (runstate.compact_shards).
-    `done`: the committed shards' markers, as this run knows them (read at its start, plus its own commits)."""
-    from .runstate import compact_shards
-
-    if sum(len(m["paths"]) < cfg.run.compact_below for m in done.values()) < COMPACT_AFTER:
-        return
-    after = compact_shards(out, done, small=cfg.run.compact_below, target=cfg.run.shard_size)
-    for sid in set(done) - set(after):
-        manifest["shards"].pop(sid, None)
-    for sid in set(after) - set(done):
-        m = after[sid]
-        manifest["shards"][sid] = {"dir": m["dir"], "files": m["files"], "state": "done", "faces": m["faces"],
-                                   "compacted_from": m["replaces"]}
-
-
-def _read_or_empty(store: Store, rel: str) -> str:
-    try:
-        return store.read_text(rel)
-    except (OSError, ValueError):
-        return ""
-
-
-def _limit(disc: Discovery, limit: int) -> Discovery:
+def _limit(disc, limit: int | None):
     """The first `limit` files in discovery order."""
-    disc.files = disc.files[: max(0, int(limit))]
-    disc.n_files = len(disc.files)
+    if limit:
+        disc.files = disc.files[: max(0, int(limit))]
+        disc.n_files = len(disc.files)
     return disc

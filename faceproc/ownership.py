@@ -21,7 +21,8 @@ import os
 import re
 
 from .lock import LOCK
-from .runstate import MANIFEST, SHARD_DIR, STAGING
+from .record import MANIFEST
+from .runstate import SHARD_DIR, STAGING
 from .storage import Store, is_uri
 
 TOP_FILES = frozenset({MANIFEST, "faceproc.log", "report.json", "report.html", LOCK})
@@ -239,6 +240,28 @@ def discard(store: Store) -> int:
     for d in DIRS:
         remove_if_empty(store, d)
     return n
+
+
+def remove_uncommitted(store: Store) -> None:
+    """Rows of shards without a marker (a run killed between move and commit), staged leftovers, intents and
+    temp files: what a run removes at its start, and when it stops or the disk is full. Only names faceproc
+    gives its own files are touched."""
+    for f in store.list(STAGING):
+        if is_staged(f) or is_temp(f):
+            store.delete(f"{STAGING}/{f}")
+    remove_if_empty(store, STAGING)
+    markers = {f[: -len(".json")] for f in store.list(SHARD_DIR, ".json")}
+    for name in TABLE_DIRS:
+        for f in store.list(name, ".parquet"):
+            sid = shard_file_id(f)
+            if sid and sid not in markers:
+                store.delete(f"{name}/{f}")
+    for f in store.list(SHARD_DIR, ".open"):  # its files are gone (above) or committed: the intent has done its job
+        store.delete(f"{SHARD_DIR}/{f}")
+    for sub in (*TABLE_DIRS, SHARD_DIR, ""):
+        for tmp in store.list(sub, ".tmp"):
+            if is_temp(tmp):
+                store.delete(f"{sub}/{tmp}" if sub else tmp)
 
 
 def remove_if_empty(store: Store, rel: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .agegender.spec import ModelSpec
-from .config import Config, DecodeConfig, row_settings
+from .config import Config, DecodeConfig, RunConfig, row_settings
 from .detectors.files import DetectorSpec
 from .schema import SCHEMA_VERSION
 
@@ -70,20 +70,31 @@ class RunPlan:
     decode: DecodeConfig
     detector: DetectorSpec
     model: ModelSpec
-    fingerprint: dict = field(compare=False)
     models: ModelFactory = field(default_factory=ModelFactory, compare=False)
-    summary: dict = field(default_factory=dict, compare=False)  # what the manifest records of the resolved models
+
+    @property
+    def run(self) -> RunConfig:
+        """The driver's settings (shards, workers, compaction, previews, report): none of them changes a row."""
+        return self.config.run
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """The output's fingerprint, from the plan's own config and models (so no copy of it can go stale)."""
+        return result_fingerprint(self.config, self.detector.label, self.model.label)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What the manifest records of the resolved models."""
+        f = self.detector.file
+        return {"model": self.model.label, "detector": {"kind": self.detector.kind, "label": self.detector.label,
+                                                        "file": f and f.path, "sha256": f and f.sha256}}
 
     @classmethod
     def resolve(cls, cfg: Config, models: ModelFactory | None = None) -> "RunPlan":
         """Find, fetch (at most once) and check both models; one clear error for a missing, corrupt or refused one."""
         models = models or default_factory()
         detector, model = models.resolve(cfg)
-        f = detector.file
-        summary = {"model": model.label, "detector": {"kind": detector.kind, "label": detector.label,
-                                                      "file": f and f.path, "sha256": f and f.sha256}}
-        return cls(cfg, cfg.decode, detector, model, result_fingerprint(cfg, detector.label, model.label), models,
-                   summary)
+        return cls(cfg, cfg.decode, detector, model, models)
 
     def for_workers(self, cpus: float, portable: bool = False) -> "RunPlan":
         """The plan a worker gets: thread counts that default to its CPU share and, `portable`, the models'

@@ -12,11 +12,11 @@ import numpy as np
 from .gallery import GALLERY_PER_GROUP, gallery as _gallery  # noqa: F401 (GALLERY_PER_GROUP re-exported)
 from .plots import plots as _plots
 from .quality import UNCERTAIN
+from .report_page import MAX_ERRORS_HTML, page  # noqa: F401 (MAX_ERRORS_HTML re-exported)
 from .schema import OK, READ_OK
 from .storage import Store, read_table
 
 MAX_ERRORS_JSON = 1000
-MAX_ERRORS_HTML = 200
 MAX_NO_FACE_LIST = 50
 MAX_FOLDERS = 500  # folders listed (most files first); report.json and the images table hold the rest
 
@@ -149,8 +149,6 @@ def summarize(out, previews: list[str] | None = None) -> dict[str, Any]:
 def build_report(out, faces_in_report: bool = True) -> dict[str, Any]:
     """report.json and report.html of an output folder (local or object store), rebuilt from its Parquet;
     `faces_in_report` False: no face in report.html (no gallery, no previews shown; docs/privacy.md)."""
-    from .report_page import page
-
     out = out if isinstance(out, Store) else Store(out)
     previews = out.list("previews", ".jpg") if faces_in_report else []
     rep = summarize(out, previews)

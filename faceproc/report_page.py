@@ -14,6 +14,7 @@ from .gallery import GALLERY_PER_GROUP, WITHHELD
 from .quality import SMALL_FACE, UNCERTAIN, face_label
 
 e = html.escape
+MAX_ERRORS_HTML = 200  # failed files listed on the page (report.json lists more, the images table all)
 _LEFT_OUT = "<p>Left out: this report shows no faces (--no-faces-in-report; docs/privacy.md).</p>"
 
 _VARIANTS = {
@@ -154,7 +155,6 @@ def _previews(rep: dict, anchors: dict[str, str]) -> str:
 
 
 def page(rep: dict, plots: dict[str, str], gallery: list[dict] | None = None) -> str:
-    from .report import MAX_ERRORS_HTML
     from .skipped import skipped_html
 
     gallery = gallery or []

@@ -18,8 +18,9 @@ import logging
 from dataclasses import dataclass
 
 from .changes import Changes, compare
-from .ownership import SHOW, discard
-from .runstate import MANIFEST, RunConfigMismatch, _remove_uncommitted, committed_shards, recut_shard
+from .ownership import SHOW, discard, remove_uncommitted
+from .record import MANIFEST
+from .runstate import RunConfigMismatch, committed_shards, recut_shard
 from .storage import Store
 
 log = logging.getLogger("faceproc")
@@ -97,7 +98,7 @@ def resume(out: Store, files: list, fp: dict, force: bool = False, prune: bool =
     if missing:
         log.info("--prune: dropped the rows of %d file(s) no longer among the inputs: %s", len(missing),
                  _shown(missing, ch.renamed))
-    _remove_uncommitted(out)
+    remove_uncommitted(out)
     done_paths = {p for m in done.values() for p in m["paths"]}
     todo = [f for f in files if f.path not in done_paths]
     if old is not None or done or changed or missing:  # a new output has nothing to say here (stderr stays quiet)

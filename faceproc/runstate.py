@@ -5,7 +5,9 @@ protocol: a shard's id is recorded first (`_shards/<id>.open`, so faceproc knows
 file it may remove), its two tables are staged, renamed into `faces/` and `images/`, and only then committed
 by the marker `_shards/<id>.json` (its file list, each file's size, mtime, inode and content hash, each
 table's size). A rerun skips exactly the shards whose marker and files agree; rows of uncommitted shards are
-removed at start. The executors (faceproc/executors/) only call `commit_shard`.
+removed at start (ownership.remove_uncommitted: it knows faceproc's own file names). Committed shards are
+rewritten only as a whole new shard (`recut_shard`, `compact_shards`). The executors (faceproc/executors/)
+only call `commit_shard`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from .storage import Store
 
 log = logging.getLogger("faceproc")
 
-MANIFEST = "manifest.json"
 SHARD_DIR = "_shards"
 STAGING = "_staging"
 
@@ -176,18 +177,22 @@ def committed_shards(store: Store) -> dict[str, dict]:
     return found
 
 
-def _marker(sid: str, paths: list[str], tables: dict, sizes: dict, recs: dict, dirs: list[str], replaces: list[str],
-            seconds: float) -> dict[str, Any]:
-    """The marker of a shard made from committed rows (a compaction's merge, a re-cut)."""
-    from .changes import pack
+def _marker(sid: str, paths: list[str], tables: dict, sizes: dict, olds: list[dict]) -> dict[str, Any]:
+    """The marker of a shard made from the committed rows of the shards `olds` (their markers): a compaction's
+    merge, or a re-cut (one old shard). It keeps the records of its `paths` and `replaces` the old shards."""
+    from .changes import pack, records
 
+    recs = {}
+    for m in olds:
+        recs.update(records(m))
     statuses = tables["images"].column("status").to_pylist()
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
-    dirs = sorted(set(dirs))
+    dirs = sorted({m.get("dir") or "" for m in olds})
     return {"shard": sid, "digest": sid, "files": len(paths), "sizes": sizes,
             "dir": dirs[0] if len(dirs) == 1 else os.path.commonprefix(dirs), "paths": paths, **pack(paths, recs),
-            "faces": tables["faces"].num_rows, "counts": counts, "seconds": round(seconds, 3), "pid": os.getpid(),
-            "finished": time.time(), "replaces": replaces}
+            "faces": tables["faces"].num_rows, "counts": counts,
+            "seconds": round(sum(m.get("seconds", 0) for m in olds), 3), "pid": os.getpid(),
+            "finished": time.time(), "replaces": [m["shard"] for m in olds]}
 
 
 def recut_shard(store: Store, meta: dict, drop: set[str]) -> dict[str, Any] | None:
@@ -198,7 +203,6 @@ def recut_shard(store: Store, meta: dict, drop: set[str]) -> dict[str, Any] | No
     before the file is done again. Returns the new marker, or None when no file of the shard is kept."""
     import pyarrow as pa
 
-    from .changes import records
     from .discover import shard_id
     from .schema import source_path
 
@@ -215,8 +219,7 @@ def recut_shard(store: Store, meta: dict, drop: set[str]) -> dict[str, Any] | No
         tables[name] = t.filter(pa.array(keep, pa.bool_()))
     sid = shard_id(paths)
     sizes = _put_tables(store, sid, tables)
-    marker = _marker(sid, paths, tables, sizes, records(meta), [meta.get("dir") or ""], [old],
-                     meta.get("seconds", 0))
+    marker = _marker(sid, paths, tables, sizes, [meta])
     _commit(store, sid, marker)
     remove_shard(store, old)
     return marker
@@ -230,7 +233,6 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
     the updated id -> marker map."""
     import pyarrow as pa
 
-    from .changes import records
     from .discover import shard_id
 
     smalls = sorted((m for m in done.values() if len(m["paths"]) < small), key=lambda m: m["paths"][0] if m["paths"] else "")
@@ -252,11 +254,7 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
             key = ["image_path", "face_index"] if name == "faces" else ["image_path"]
             tables[name] = t.sort_by([(k, "ascending") for k in key])
         sizes = _put_tables(store, sid, tables)
-        recs = {}
-        for m in group:
-            recs.update(records(m))
-        marker = _marker(sid, paths, tables, sizes, recs, [m.get("dir") or "" for m in group],
-                         [m["shard"] for m in group], sum(m.get("seconds", 0) for m in group))
+        marker = _marker(sid, paths, tables, sizes, group)
         _commit(store, sid, marker)
         for m in group:
             remove_shard(store, m["shard"])
@@ -266,24 +264,13 @@ def compact_shards(store: Store, done: dict[str, dict], small: int = 64, target:
     return done
 
 
-def _remove_uncommitted(store: Store) -> None:
-    """Rows of shards without a marker (a run killed between move and commit), staged leftovers, intents and
-    temp files. Only names faceproc gives its own files are touched (faceproc/ownership.py)."""
-    from .ownership import is_staged, is_temp, remove_if_empty, shard_file_id
+COMPACT_AFTER = 8  # small shards that make a compaction due
 
-    for f in store.list(STAGING):
-        if is_staged(f) or is_temp(f):
-            store.delete(f"{STAGING}/{f}")
-    remove_if_empty(store, STAGING)
-    markers = {f[: -len(".json")] for f in store.list(SHARD_DIR, ".json")}
-    for name in ("faces", "images"):
-        for f in store.list(name, ".parquet"):
-            sid = shard_file_id(f)
-            if sid and sid not in markers:
-                store.delete(f"{name}/{f}")
-    for f in store.list(SHARD_DIR, ".open"):  # its files are gone (above) or committed: the intent has done its job
-        store.delete(f"{SHARD_DIR}/{f}")
-    for sub in ("faces", "images", SHARD_DIR, ""):
-        for tmp in store.list(sub, ".tmp"):
-            if is_temp(tmp):
-                store.delete(f"{sub}/{tmp}" if sub else tmp)
+
+def compact_when_due(store: Store, done: dict[str, dict], small: int, target: int) -> dict[str, dict]:
+    """Nightly runs leave a small shard each: once COMPACT_AFTER of them (under `small` files) have
+    accumulated, merge them (compact_shards); until then `done` as it is. `done`: the committed shards'
+    markers as the run knows them (read at its start, plus its own commits)."""
+    if sum(len(m["paths"]) < small for m in done.values()) < COMPACT_AFTER:
+        return done
+    return compact_shards(store, done, small=small, target=target)

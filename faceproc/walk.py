@@ -1,4 +1,5 @@
-"""Local input folders -> every image file under them, each once, and a count of everything else.
+"""Input folders (and object-store prefixes: walk_objects) -> every image file under them, each once, and a
+count of everything else.
 
 The walk is iterative (an explicit stack: 1,100 nested folders are no problem) and sorted at every level:
 a folder's files, then its subfolders. One row per file: files are told apart by (device, inode), so a
@@ -16,6 +17,8 @@ import os
 from dataclasses import dataclass
 
 from .formats import IMAGE_EXTENSIONS
+from .objectstore import list_objects
+from .storage import is_uri
 
 
 @dataclass(frozen=True)
@@ -152,3 +155,23 @@ def _once(found: list[tuple[bool, tuple, FileEntry]], disc) -> list[FileEntry]:
         else:
             keep[ident] = (key, f)
     return [f for _, f in sorted(keep.values(), key=lambda t: t[0])]
+
+
+def walk_objects(uri: str, disc, exclude: list[str] | tuple = ()):
+    """The walk of an object-store prefix (s3://bucket/archive): (folder, files) per key prefix, sorted;
+    "folders" are the key prefixes up to the last slash. A prefix in `exclude` (the run's output) is skipped.
+    Fills `disc` (a discover.Discovery) with the extensions skipped."""
+    skip = tuple(e.rstrip("/") + "/" for e in exclude if is_uri(e))
+    by_dir: dict[str, list[FileEntry]] = {}
+    for path, size, mtime_ns in list_objects(uri):
+        if skip and path.startswith(skip):
+            continue
+        d, name = path.rsplit("/", 1)
+        if not is_image_name(name):
+            disc.skipped_ext[extension(name)] = disc.skipped_ext.get(extension(name), 0) + 1
+            continue
+        rel = path[len(uri.rstrip("/")) + 1:] if path != uri else name
+        hidden = any(part.startswith(".") for part in rel.split("/"))
+        by_dir.setdefault(d, []).append(FileEntry(path, hidden, size, mtime_ns=mtime_ns, root=uri))
+    for d in sorted(by_dir):
+        yield d, by_dir[d]

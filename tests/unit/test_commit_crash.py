@@ -11,6 +11,7 @@ import pytest
 
 import faceproc.runstate as R
 from faceproc.engine import annotate
+from faceproc.ownership import remove_uncommitted
 from faceproc.storage import Store
 
 from tests.conftest import REPO
@@ -163,7 +164,7 @@ def test_uncommitted_rows_staging_and_temp_files_are_removed_at_start(tmp_path, 
     for p in leftovers:
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"PAR1")
-    R._remove_uncommitted(Store(out))
+    remove_uncommitted(Store(out))
     assert not [p for p in leftovers if p.exists()] and not (out / "_staging").exists()
     assert sorted(p.name for p in (out / "images").glob("*.parquet")) == keep
     assert len(list((out / "_shards").glob("*.json"))) == len(keep)

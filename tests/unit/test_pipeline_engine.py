@@ -147,6 +147,8 @@ def test_nightly_runs_are_compacted_and_an_interrupted_compaction_is_finished(tm
         add([f"n{night}a", f"n{night}b"])
         annotate([str(folder)], out, cfg_for_tests(workers=1), engine="local", models=fakes)
         counts.append(len(list((out / "images").glob("*.parquet"))))
+        shards = json.loads((out / "manifest.json").read_text())["shards"]  # the manifest follows a merge too
+        assert set(shards) == {p.stem for p in (out / "images").glob("*.parquet")}
     assert counts[:6] == [2, 3, 4, 5, 6, 7] and counts[6] == 1  # the 8th small shard triggers the merge
     assert max(counts) <= 8 and counts[-1] == 3
     images = pd.read_parquet(out / "images")

@@ -1,0 +1,90 @@
+"""RunRecord: manifest.json, an output folder's account of its runs, kept current while a run goes on.
+
+It names the inputs, the settings and their fingerprint, the models and the engine, every shard's state
+(done, pending, failed; compacted from which) and one history entry per run. A rerun starts from it
+(faceproc/resume.py), the report shows it (faceproc/report.py), and faceproc/ownership.py knows faceproc's own
+files by it. It is written whole at the start, at most every WRITE_EVERY seconds while shards finish, and at
+every change of the run's state, so a crash leaves it at most a few seconds behind the shard markers (which
+are what resume trusts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .storage import Store
+
+MANIFEST = "manifest.json"
+WRITE_EVERY = 5.0  # seconds between writes while shards finish
+
+
+class RunRecord:
+    def __init__(self, out: Store, manifest: dict[str, Any]):
+        self.out, self.manifest = out, manifest
+        self._written = 0.0  # when shard_done last wrote it
+
+    @classmethod
+    def start(cls, out: Store, plan, inputs: list[str], disc, old: dict | None, done: dict, todo: list,
+              run_id: str, engine: str, t_start: float) -> "RunRecord":
+        """The record of a run about to execute `todo` (shards) after the committed shards `done`, written."""
+        shards = {sid: {"dir": m.get("dir"), "files": m.get("files", len(m["paths"])), "state": "done",
+                        "faces": m.get("faces")} for sid, m in done.items()}
+        shards.update({sh.shard_id: {"dir": sh.directory, "files": len(sh.files), "state": "pending"} for sh in todo})
+        rec = cls(out, {
+            "run_id": run_id, "inputs": inputs, "fingerprint": plan.fingerprint, "config": plan.config.to_dict(),
+            **plan.summary, "state": "running", "started": t_start, "engine": engine,
+            "n_files": disc.n_files, "n_ignored_files": disc.n_ignored, "symlink_cycles": disc.cycles[:50],
+            "skipped": disc.skipped(),  # not rows: other files by extension, unreadable folders, links (discover)
+            "shards": shards, "history": (old or {}).get("history", []),
+        })
+        rec.write()
+        return rec
+
+    def write(self) -> None:
+        self.out.write_text(MANIFEST, json.dumps(self.manifest, indent=1))
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.manifest["shards"])
+
+    def n_done(self) -> int:
+        return sum(1 for v in self.manifest["shards"].values() if v["state"] == "done")
+
+    def shard_done(self, summary: dict) -> None:
+        """A shard committed (its marker `summary`); written when the last write is WRITE_EVERY seconds old."""
+        self.manifest["shards"][summary["shard"]].update(state="done", faces=summary["faces"],
+                                                         seconds=summary["seconds"], node=summary.get("node", "local"))
+        if time.time() - self._written > WRITE_EVERY:
+            self.write()
+            self._written = time.time()
+
+    def interrupted(self) -> None:
+        self.manifest.update(state="interrupted", finished=time.time())
+        self.write()
+
+    def compacted(self, before: dict[str, dict], after: dict[str, dict]) -> None:
+        """Committed shards `before` a compaction, and `after` it (runstate.compact_when_due)."""
+        shards = self.manifest["shards"]
+        for sid in set(before) - set(after):
+            shards.pop(sid, None)
+        for sid in set(after) - set(before):
+            m = after[sid]
+            shards[sid] = {"dir": m["dir"], "files": m["files"], "state": "done", "faces": m["faces"],
+                           "compacted_from": m["replaces"]}
+
+    def finish(self, failed: list[dict], run: dict) -> None:
+        """The run's end: failed shards marked, its history entry `run` appended (timed again after the
+        previews: `retimed`), written."""
+        for f in failed:
+            self.manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
+        self.manifest["state"] = "complete" if not failed else "incomplete"
+        self.manifest["finished"] = time.time()
+        self.manifest["history"].append(run)
+        self.write()
+
+    def retimed(self, seconds: float) -> None:
+        """The run's seconds again, once the previews are drawn (the report shows the run's whole time)."""
+        self.manifest["history"][-1]["seconds"] = seconds
+        self.write()
