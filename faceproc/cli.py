@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .config import Config
+from .cli_args import build_config  # noqa: F401 (re-exported)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,15 +47,6 @@ class _Group(click.Group):
 def main(verbose: bool) -> None:
     """Find every face in photo archives; record box, age and gender per face in Parquet."""
     _setup_logging(verbose)
-
-
-def build_config(config: str | None, **overrides) -> Config:
-    from .config import ConfigError
-
-    try:
-        return Config.load(config, {k: v for k, v in overrides.items() if v is not None})
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
 
 
 class _AnnotateCommand(click.Command):

@@ -133,7 +133,7 @@ def evaluate(models, data, cache, split, flip, json_out, config, halves) -> None
 def evaluate_photos(models, data, work, n_photos, photo_set, seed, engine, config, no_crops, json_out) -> None:
     """Age/gender/detection on validation faces inside group photos, through `annotate`, for MODELS
     (frozen, unfrozen or .keras paths), next to the same faces as bare crops."""
-    from .cli import build_config
+    from .cli_args import build_config
     from .groups import format_groups
     from .photo_eval import evaluate_photos as run, format_photo_table
 

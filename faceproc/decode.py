@@ -78,18 +78,6 @@ def _to_rgb(im: Image.Image) -> Image.Image | np.ndarray:
     return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ...
 
 
-# EXIF orientation -> the array operation that shows the photo upright (PIL's exif_transpose, on arrays).
-_UPRIGHT = {
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2),
-    6: lambda a: np.rot90(a, -1),
-    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
-    8: lambda a: np.rot90(a, 1),
-}
-
-
 def _fast(data: bytes, im: Image.Image) -> np.ndarray | None:
     """OpenCV's WebP decoder for 8-bit RGB WebP: the same pixels, 1.25x faster than Pillow's here (for JPEG,
     both with DCT scaling, and PNG it gains nothing). None when the file is not that case or OpenCV
@@ -233,8 +221,7 @@ def _pillow(fh, cfg: DecodeConfig, orientation: int | None = None):
             rgb = np.asarray(_to_rgb(im))
         except (OSError, ValueError, SyntaxError, RuntimeError, Image.DecompressionBombError, EOFError) as e:
             raise DecodeFailure(CORRUPT, f"{type(e).__name__}: {e}", disp_w, disp_h) from None
-    if orientation in _UPRIGHT:
-        rgb = _UPRIGHT[orientation](rgb)
+    rgb = F.upright(rgb, orientation)
     return rgb, disp_w, disp_h, orientation, meta
 
 

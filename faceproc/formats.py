@@ -88,10 +88,17 @@ def raw_pixels(raw, want_long: int, thumb_decoder):
             if max(size) >= need:
                 return thumb_decoder(thumb.data, orientation), "preview"
         elif thumb.format == rawpy.ThumbFormat.BITMAP and max(thumb.data.shape[:2]) >= need:
-            from .decode import _UPRIGHT
-
             rgb = np.asarray(thumb.data)[..., :3].astype(np.uint8, copy=False)
-            return (_UPRIGHT[orientation](rgb) if orientation in _UPRIGHT else rgb), "preview"
+            return upright(rgb, orientation), "preview"
     # LibRaw applies the flip itself; 8 bits, camera white balance, half size (no interpolation cost).
     rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
     return rgb, "half-size demosaic"
+
+
+def upright(a, orientation: int | None):
+    """The array shown upright for an EXIF orientation (PIL's exif_transpose, on arrays); others unchanged."""
+    import numpy as np  # here: discovery imports this module and needs only the standard library
+
+    ops = {2: lambda: a[:, ::-1], 3: lambda: a[::-1, ::-1], 4: lambda: a[::-1], 5: lambda: a.transpose(1, 0, 2),
+           6: lambda: np.rot90(a, -1), 7: lambda: np.rot90(a, 2).transpose(1, 0, 2), 8: lambda: np.rot90(a, 1)}
+    return ops[orientation]() if orientation in ops else a
