@@ -68,6 +68,29 @@ def test_camera_fields_come_from_a_raw_files_own_tiff_tags_and_never_from_a_dama
     assert tiff_fields(head[:40])["camera_make"] is None  # cut inside IFD0: no crash, nothing invented
 
 
+def tiff_header(make: str, model: str, taken: str) -> bytes:
+    """A big-endian TIFF header as a NEF starts: IFD0 (Make, Model, Exif IFD pointer), then an Exif IFD with
+    DateTimeOriginal, then the strings."""
+    strings = [v.encode() + b"\0" for v in (make, model, taken)]
+    exif_ifd = 8 + 2 + 3 * 12 + 4
+    at = [exif_ifd + 2 + 12 + 4]
+    for v in strings[:-1]:
+        at.append(at[-1] + len(v))
+    entry = lambda tag, kind, n, value: struct.pack(">HHII", tag, kind, n, value)  # noqa: E731
+    return (b"MM\0*" + struct.pack(">IH", 8, 3) + entry(0x010F, 2, len(strings[0]), at[0])
+            + entry(0x0110, 2, len(strings[1]), at[1]) + entry(0x8769, 4, 1, exif_ifd) + struct.pack(">I", 0)
+            + struct.pack(">H", 1) + entry(0x9003, 2, len(strings[2]), at[2]) + struct.pack(">I", 0)
+            + b"".join(strings))
+
+
+def test_a_raw_files_own_date_taken_and_camera_are_read():
+    import datetime as dt
+
+    head = tiff_header("NIKON CORPORATION", "NIKON D2H", "2004:05:06 07:08:09")
+    assert tiff_fields(head) == {"taken_at": dt.datetime(2004, 5, 6, 7, 8, 9), "taken_at_offset": None,
+                                 "camera_make": "NIKON CORPORATION", "camera_model": "NIKON D2H"}
+
+
 def test_a_camera_raw_file_gets_a_read_row_with_its_camera_and_size(tmp_path, fakes):  # noqa: ARG001
     from faceproc.engine import annotate
 
