@@ -102,9 +102,9 @@ class ModelConfig:
     max_age: float = 100.0
     # Age and gender are withheld (null, with the reason in faces.withheld) for faces whose box's shorter side
     # is below min_face_px original pixels, or whose crop's sharpness is below min_sharpness (faceproc/quality.py;
-    # chosen from scripts/face_size_sweep.py, benchmarks/results/face_size.json). 0 = never.
-    min_face_px: float = 24.0
-    min_sharpness: float = 6.0
+    # chosen from scripts/face_size_sweep.py on the selection half, benchmarks/results/face_size.json). 0 = never.
+    min_face_px: float = 20.0
+    min_sharpness: float = 6.2
     threads: int = field(default=0, metadata=SAME_ROWS)  # inference intra-op threads; 0 = the runtime's default
     # keras (TensorFlow or another Keras 3 backend) | openvino (the model's OpenVINO copy beside its .keras,
     # made by `faceproc export-openvino`: no TensorFlow in the workers, ~4 s less start-up each, outputs

@@ -255,4 +255,7 @@ def _raw(fh, cfg: DecodeConfig):
             raise DecodeFailure(CORRUPT, f"RAW preview: {e}", disp_w, disp_h) from None
         except (rawpy.LibRawError, OSError, ValueError, MemoryError) as e:
             raise DecodeFailure(CORRUPT, f"RAW data: {type(e).__name__}: {e}", disp_w, disp_h) from None
+    if meta["camera_make"] is None and meta["taken_at"] is None:  # no preview EXIF: the file's own TIFF tags
+        fh.seek(0)
+        meta = M.tiff_fields(fh.read(1 << 20))
     return rgb, disp_w, disp_h, orientation, meta

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import warnings
 
 _MAKE, _MODEL, _EXIF_IFD = 0x010F, 0x0110, 0x8769
 _TAKEN, _OFFSET, _SUBSEC = 0x9003, 0x9011, 0x9291  # DateTimeOriginal, OffsetTimeOriginal, SubSecTimeOriginal
@@ -57,6 +58,29 @@ def camera_fields(im) -> dict:
         exif = im.getexif()  # parsed once by Pillow and cached on the image (decode read it for the orientation)
     except Exception:  # a broken EXIF block must not lose the photo
         return dict(EMPTY)
+    return exif_fields(exif)
+
+
+def tiff_fields(head: bytes) -> dict:
+    """The same fields from a TIFF-based RAW file's own IFD0 and Exif sub-IFD (DNG, NEF, CR2, ARW, PEF...), given
+    its first bytes: its embedded preview is often too small to be read, or has no EXIF of its own. A RAW that
+    is not TIFF-structured (CR3, RAF, ORF, RW2) gives all None."""
+    from PIL import Image
+
+    if head[:4] not in (b"II*\x00", b"MM\x00*"):
+        return dict(EMPTY)
+    exif = Image.Exif()
+    with warnings.catch_warnings():  # Pillow warns on every damaged tag: the fields it could read are enough
+        warnings.simplefilter("ignore")
+        try:
+            exif.load(head)
+        except Exception:  # a damaged header costs the camera fields, not the photo
+            return dict(EMPTY)
+        return exif_fields(exif)
+
+
+def exif_fields(exif) -> dict:
+    """camera_fields on a parsed Pillow Exif (IFD0 and the Exif sub-IFD only)."""
     if not exif:
         return dict(EMPTY)
     out = dict(EMPTY, camera_make=_text(exif.get(_MAKE)), camera_model=_text(exif.get(_MODEL)))
