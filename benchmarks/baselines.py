@@ -126,8 +126,8 @@ def parallel_efficiency(script: str, corpus: Path, n: int = 40) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 
     def run(copies: int) -> float:
-        procs = [subprocess.Popen([sys.executable, script, "--part", "slice", "--corpus", str(corpus), "--slice", str(n)],
-                                  stdout=subprocess.PIPE, text=True, env=env, stderr=subprocess.DEVNULL)
+        cmd = [sys.executable, script, "--part", "slice", "--corpus", str(corpus), "--slice", str(n)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, stderr=subprocess.DEVNULL)
                  for _ in range(copies)]
         return max(json.loads(p.communicate()[0].strip().splitlines()[-1])["seconds"] for p in procs)
 

@@ -46,7 +46,7 @@ class Breakdown:
     def _executor(self, fn):
         """The executor, timed, its on_done also keeping each shard's summary (stages, pid, finished)."""
         def wrapper(*a, **k):
-            a = list(a)  # run_ray(cfg, shards, out, run_id, on_done, plan); run_local(plan, shards, out, run_id, on_done)
+            a = list(a)  # on_done is 5th: run_ray(cfg, shards, out, run_id, on_done, plan), run_local(plan, ...)
             on_done = a[4]
 
             def keep(summary):
@@ -109,7 +109,7 @@ class Breakdown:
         busy = {k: sum(s.get("stages", {}).get(k, 0) for s in sm) for k, _ in STAGES}
         seconds = sum(s["seconds"] for s in sm)
         busy["other"] = seconds - sum(v for k, v in busy.items() if k != "commit")
-        busy["idle"] = workers * (last - first) - seconds - busy["commit"]
+        busy["idle"] = max(0.0, workers * (last - first) - seconds - busy["commit"])
         tail = {k: self._sum(k) for k in ("previews", "report", "ray_shutdown")}
         tail["other"] = self.t_end - last - sum(tail.values())
         out.update(startup_s=r(first - self.process_start), startup={k: r(v) for k, v in startup.items()},

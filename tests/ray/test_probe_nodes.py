@@ -22,7 +22,8 @@ from tests.helpers import make_tree, quality_off_config
 from tests.ray.own_cluster import OwnCluster, can_hide_folders
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow,
-              pytest.mark.skipif(not can_hide_folders(), reason="needs root and unshare(1) to hide a folder from a node")]
+              pytest.mark.skipif(not can_hide_folders(),
+                                 reason="needs root and unshare(1) to hide a folder from a node")]
 
 
 def annotate_job(c: OwnCluster, src: Path, out: Path, tmp_path: Path) -> subprocess.CompletedProcess:

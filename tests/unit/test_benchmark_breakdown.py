@@ -28,7 +28,7 @@ def test_phases_add_up_and_stages_land_where_the_time_went(tmp_path, monkeypatch
             return fn(*a, **k)
         return slow
 
-    # Known gaps: before each shard (idle worker time, after the first), and after the last commit (the report's "other")
+    # Known gaps: before each shard (idle worker time, after the first one) and after the last commit (report: other)
     monkeypatch.setattr(executors, "process_shard", later(executors.process_shard, 0.2))
     monkeypatch.setattr(engine, "_compact", later(engine._compact, 0.3))
     before = (engine.discover, engine._run_local, report.build_report, engine.RunPlan.resolve)

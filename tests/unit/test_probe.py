@@ -7,6 +7,7 @@ import pytest
 from faceproc.discover import Shard
 from faceproc.executors import probe as P
 from faceproc.executors.placement import plan_slots
+from faceproc.lock import LOCK
 from faceproc.walk import FileEntry
 
 A, B, HEAD = "a" * 56, "b" * 56, "c" * 56
@@ -183,3 +184,35 @@ def test_the_embedded_cluster_is_not_probed(shards, monkeypatch):
     ray = FakeRay(nodes, {})
     P.check_inputs_on_nodes(ray, slots, shards)
     assert ray.probed == []
+
+
+# ------------------------------------------------------------------ what a stopped run leaves
+
+def test_a_probe_stop_is_exit_1_with_one_line_and_the_same_command_later_finishes(tmp_path, fakes, monkeypatch):
+    """The Ray executor raising the probe's error (its cluster stood in for) through the real CLI: exit 1, the
+    line as it is, no row, the lock released; run again once the node reads the inputs, every row is written."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    import faceproc.engine as engine
+    from faceproc.cli import main
+    from tests.helpers import make_tree
+
+    make_tree(tmp_path / "in")
+    line = "node 10.0.0.2 (bbbbbbbb) cannot read the input /in (/in/0.jpg: FileNotFoundError: No such file)"
+
+    def blind(cfg, todo, out, run_id, on_done, plan):
+        raise P.InputsUnreadable(line)
+
+    monkeypatch.setattr(engine, "_ray_workers", lambda cfg: 2)
+    monkeypatch.setattr(engine, "_run_ray", blind)
+    args = ["annotate", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--engine", "ray", "--random-init"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().splitlines()[-1] == f"Error: {line}"
+    assert not list((tmp_path / "out").rglob("*.parquet")) and not (tmp_path / "out" / LOCK).exists()
+    monkeypatch.setattr(engine, "_run_ray", lambda cfg, todo, out, run_id, on_done, plan:
+                        engine._run_local(plan.for_workers(1), todo, out, run_id, on_done))  # the node mounted now
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_parquet(tmp_path / "out" / "images")) == 8
