@@ -44,6 +44,7 @@ class ShardResult:
     images: "object"  # pyarrow.Table (IMAGES)
     counts: dict = field(default_factory=dict)
     seconds: float = 0.0
+    stages: dict = field(default_factory=dict)  # seconds per stage (decode, detect, ...): where the time goes
 
 
 class Annotator:
@@ -55,6 +56,14 @@ class Annotator:
         self.plan = plan.without_bytes()
         self.policy = plan.model.policy  # crops are cut the way the model's card says
         self.on_file = None  # progress: called with each file's face count once it is read (faceproc/progress.py)
+        self._stages: dict[str, float] = {}
+
+    def _lap(self, stage: str, t0: float) -> float:
+        """Add the seconds since t0 to `stage`; returns now. Per shard, in the shard's marker (benchmarks/
+        annotate.py sums them into its time breakdown): a few perf_counter calls an image, no row changes."""
+        now = time.perf_counter()
+        self._stages[stage] = self._stages.get(stage, 0.0) + now - t0
+        return now
 
     def warm_up(self) -> None:
         """One small inference through each model: their first call compiles kernels for the first input
@@ -77,6 +86,7 @@ class Annotator:
             row.update(status=D.SKIPPED_HIDDEN, error="hidden file or folder")
             return _Pending(row, [], None, time.perf_counter() - t0)
         digest = ContentDigest()  # fed the bytes decoding reads
+        t = time.perf_counter()
         try:
             dec = D.decode_file(entry.path, self.plan.decode, digest)
         except D.DecodeFailure as e:
@@ -85,11 +95,16 @@ class Annotator:
         except Exception as e:  # a decoder bug must cost one row, not the shard
             row.update(status=D.CORRUPT, error=f"{type(e).__name__}: {e}", content_hash=digest.value())
             return _Pending(row, [], None, time.perf_counter() - t0)
+        finally:
+            self._lap("decode", t)
         row.update(width=dec.width, height=dec.height, content_hash=digest.value())
         try:
             row.update(dec.meta)  # taken_at, camera (metadata.py), from the EXIF block decode parsed
+            t = time.perf_counter()
             det = self.detector.detect(dec.rgb, scale=dec.scale)  # post-processed in detectors.base.finish
+            t = self._lap("detect", t)
             crops = crop_faces(dec.rgb, det.boxes, det.kps, policy=self.policy)
+            self._lap("crop", t)
             inv = 1.0 / dec.scale  # decoded -> original pixels
             boxes, kps, scores = det.boxes * inv, det.kps * inv, det.scores
         except Exception as e:
@@ -123,7 +138,7 @@ class Annotator:
                 p.face_rows.clear()
                 p.crops = None
             return
-        per_face = (time.perf_counter() - t0) / len(crops)
+        per_face = (self._lap("agegender", t0) - t0) / len(crops)
         i = 0
         for p in with_faces:
             for f in p.face_rows:
@@ -137,6 +152,7 @@ class Annotator:
 
     def annotate(self, entries: list[FileEntry], shard_id: str = "", run_id: str = "") -> ShardResult:
         t0 = time.perf_counter()
+        self._stages = {}
         done: list[_Pending] = []
         queue: list[_Pending] = []
         queued = 0
@@ -152,6 +168,7 @@ class Annotator:
                 queue, queued = [], 0
         self._flush(queue)
         done += queue
+        t = time.perf_counter()
         images, faces, counts = [], [], {}
         for p in done:
             p.image_row["elapsed_ms"] = p.t_image * 1000.0
@@ -161,4 +178,6 @@ class Annotator:
         # Rows in path order within a shard (faces: then face_index), whatever order the batches finished in.
         faces_t = to_table(faces, FACES).sort_by([("image_path", "ascending"), ("face_index", "ascending")])
         images_t = to_table(images, IMAGES).sort_by([("image_path", "ascending")])
-        return ShardResult(faces_t, images_t, counts, time.perf_counter() - t0)
+        self._lap("rows", t)
+        return ShardResult(faces_t, images_t, counts, time.perf_counter() - t0,
+                           {k: round(v, 4) for k, v in self._stages.items()})

@@ -76,6 +76,7 @@ def commit_shard(store: Store, shard, res) -> dict[str, Any]:
 
     # Both tables are written to a staging folder first (where a full disk or a crash leaves nothing a
     # reader of faces/ or images/ sees), then moved in (a rename; on S3 a copy), then the marker commits.
+    t0 = time.perf_counter()
     try:
         sizes = _put_tables(store, shard.shard_id, {"faces": res.faces, "images": res.images})
         _tables_in_place(store, shard.shard_id)
@@ -83,6 +84,8 @@ def commit_shard(store: Store, shard, res) -> dict[str, Any]:
                    "dir": shard.directory, "paths": [f.path for f in shard.files],
                    **shard_records(shard.files, res.images),
                    "faces": res.faces.num_rows, "counts": res.counts, "seconds": round(res.seconds, 3),
+                   # seconds per stage (pipeline.py) and for writing the tables: the benchmark's time breakdown
+                   "stages": {**getattr(res, "stages", {}), "commit": round(time.perf_counter() - t0, 4)},
                    "pid": os.getpid(), "finished": time.time()}
         _commit(store, shard.shard_id, summary)
     except BaseException:

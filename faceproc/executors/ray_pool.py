@@ -24,6 +24,7 @@ from ..storage import Store
 from . import process_shard
 from .placement import describe, plan_slots
 from .ray_progress import RayBoard, tally_for
+from .probe import check_inputs_on_nodes
 
 log = logging.getLogger("faceproc")
 
@@ -127,6 +128,8 @@ def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store,
     per = max(cfg.run.cpus_per_worker, 0.01)
     n_workers = max(1, min(ray_workers(cfg), len(shards)))
     slots = plan_slots(ray.nodes(), per, cfg.run.gpus_per_worker, n_workers)  # GPU actors only where GPUs are
+    # Every node that may host a worker reads the inputs, or the run stops here, before any shard (probe.py).
+    check_inputs_on_nodes(ray, plan_slots(ray.nodes(), per, cfg.run.gpus_per_worker), shards)
     wplan = ray.put(plan.for_workers(per, portable=True))  # once in the object store, the models' bytes aboard
     Worker = _make_worker_class(ray)
     # Retries are the loop's, not Ray's (max_task_retries=0): a shard whose actor died goes back to the queue

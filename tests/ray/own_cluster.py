@@ -83,12 +83,12 @@ class OwnCluster:
         assert raylet, f"no raylet of {temp} running"
         self.raylets.append(raylet[0].pid)
 
-    def head(self, num_cpus: float, num_gpus: float = 0, dashboard: bool = True, env=None) -> "OwnCluster":
+    def head(self, num_cpus: float, num_gpus: float = 0, dashboard: bool = True, env=None, hide=()) -> "OwnCluster":
         args = ["--head", "--port", str(self.port), "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
                 "--ray-client-server-port", str(self.client_port)]
         args += (["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port",
                   str(self.dashboard_port)] if dashboard else ["--include-dashboard", "false"])
-        self._start(args, env=env)
+        self._start(args, hide, env=env)
         return self
 
     def add_node(self, num_cpus: float, num_gpus: float = 0, hide=(), env=None) -> int:
