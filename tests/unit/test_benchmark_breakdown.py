@@ -30,7 +30,7 @@ def test_phases_add_up_and_stages_land_where_the_time_went(tmp_path, monkeypatch
 
     # Known gaps: before each shard (idle worker time, after the first one) and after the last commit (report: other)
     monkeypatch.setattr(executors, "process_shard", later(executors.process_shard, 0.2))
-    monkeypatch.setattr(engine, "_compact", later(engine._compact, 0.3))
+    monkeypatch.setattr(engine, "compact_when_due", later(engine.compact_when_due, 0.3))
     before = (engine.discover, engine._run_local, report.build_report, engine.RunPlan.resolve)
     make_tree(tmp_path / "in", n=8)
     with breakdown.Breakdown() as b:
