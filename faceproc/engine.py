@@ -136,8 +136,35 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
 
     committed = dict(state.done)  # id -> marker of every committed shard (a shard's summary is its marker)
     bar, quiet = _progress_bar(progress, disc.n_files, state.todo, todo, n_done)
+    t0, done_files = time.time(), [0]
+
+    def on_done(summary: dict) -> None:
+        """A shard committed: recorded, counted, and shown (the bar; the log line goes to the file alone)."""
+        committed[summary["shard"]] = summary
+        record.shard_done(summary)
+        done_files[0] += summary["files"]
+        if bar is not None:
+            bar.shard_done(summary["shard"], summary["files"], summary["faces"])
+        log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
+                 summary["files"], summary["faces"], record.n_done(), record.n_shards,
+                 done_files[0] / max(time.time() - t0, 1e-9))
+
+    # The shards on the chosen executor. A stop: the uncommitted rows removed, the manifest says
+    # interrupted, and `Interrupted` says what is kept.
+    per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
     try:
-        failed, files_run = _execute(plan, engine, todo, out, run_id, record, committed, bar)
+        with _stop_on_signals():
+            if not todo:
+                failed = []
+            elif engine == "local":
+                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done, **per_file)
+            else:
+                failed = _run_ray(plan.config, todo, out, run_id, on_done, plan, **per_file)
+    except KeyboardInterrupt:
+        remove_uncommitted(out)
+        record.interrupted()
+        raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
+                          f"same command again to finish the rest.") from None
     finally:
         if bar is not None:
             bar.close()
@@ -147,55 +174,18 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
     if not failed and plan.run.compact_below:
         after = compact_when_due(out, committed, plan.run.compact_below, plan.run.shard_size)
         record.compacted(committed, after)
-    # The run's seconds: wall time from the start (models, Ray, shards) to the report, previews included.
-    record.finish(failed, {"run_started": t_start, "seconds": round(time.time() - t_start, 2),
-                           "shards_run": len(todo), "files_run": files_run, "engine": engine})
-    if plan.run.previews:  # first, so the report links and shows them
+    if plan.run.previews:  # before the run's end is recorded, so that its seconds count them
         from .preview import write_previews
 
         write_previews(out, plan.run.previews, plan.decode)
-        record.retimed(round(time.time() - t_start, 2))
+    # The run's seconds: wall time from the start (models, Ray, shards) to the report, previews included.
+    record.finish(failed, {"run_started": t_start, "seconds": round(time.time() - t_start, 2),
+                           "shards_run": len(todo), "files_run": done_files[0], "engine": engine})
     from .report import build_report
 
-    report = build_report(out, plan.run.faces_in_report)
+    report = build_report(out, plan.run.faces_in_report)  # links and shows the previews
     report["failed_shards"] = failed
     return report
-
-
-def _execute(plan: RunPlan, engine: str, todo: list, out: Store, run_id: str, record: RunRecord, committed: dict,
-             bar) -> tuple[list[dict], int]:
-    """The shards on the chosen executor, with `bar` on a terminal (else a log line per shard); each commit
-    recorded in `committed` and the manifest. Returns (failed shards, files run). A stop: the uncommitted rows
-    removed, the manifest says interrupted, and `Interrupted` says what is kept."""
-    t0 = time.time()
-    done_files = [0]
-
-    def on_done(summary: dict) -> None:
-        committed[summary["shard"]] = summary
-        record.shard_done(summary)
-        done_files[0] += summary["files"]
-        rate = done_files[0] / max(time.time() - t0, 1e-9)
-        if bar is not None:
-            bar.shard_done(summary["shard"], summary["files"], summary["faces"])
-        # with the bar on screen the console shows warnings only: this line goes to OUT/faceproc.log alone
-        log.info("shard %s done (%d files, %d faces) | %d/%d shards, %.1f files/s", summary["shard"],
-                 summary["files"], summary["faces"], record.n_done(), record.n_shards, rate)
-
-    per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
-    try:
-        with _stop_on_signals():
-            if not todo:
-                failed = []
-            elif engine == "local":
-                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done, **per_file)
-            elif engine == "ray":
-                failed = _run_ray(plan.config, todo, out, run_id, on_done, plan, **per_file)
-    except KeyboardInterrupt:
-        remove_uncommitted(out)
-        record.interrupted()
-        raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
-                          f"same command again to finish the rest.") from None
-    return failed, done_files[0]
 
 
 def _progress_bar(progress: bool | None, n_files: int, todo_files: list, todo: list, n_done: int):

@@ -75,16 +75,11 @@ class RunRecord:
                            "compacted_from": m["replaces"]}
 
     def finish(self, failed: list[dict], run: dict) -> None:
-        """The run's end: failed shards marked, its history entry `run` appended (timed again after the
-        previews: `retimed`), written."""
+        """The run's end (after the previews, so its seconds count them): failed shards marked, its history
+        entry `run` appended, written."""
         for f in failed:
             self.manifest["shards"][f["shard"]].update(state="failed", error=f["error"])
         self.manifest["state"] = "complete" if not failed else "incomplete"
         self.manifest["finished"] = time.time()
         self.manifest["history"].append(run)
-        self.write()
-
-    def retimed(self, seconds: float) -> None:
-        """The run's seconds again, once the previews are drawn (the report shows the run's whole time)."""
-        self.manifest["history"][-1]["seconds"] = seconds
         self.write()
