@@ -49,7 +49,8 @@ def test_each_stage_is_timed_under_its_own_name_per_shard_and_kept_in_the_marker
         assert PREDICT_S <= st["agegender"] < PREDICT_S + 0.5, m  # one batch a shard
         assert COMMIT_S <= st["commit"] < COMMIT_S + 0.5, m
         assert st["decode"] < 2 * DETECT_S and st["crop"] < 2 * DETECT_S, m  # the sleeps are not theirs
-        assert min(st.values()) >= 0 and m["seconds"] >= sum(v for k, v in st.items() if k != "commit")
+        # each stage is rounded to 4 places: their sum may pass the shard's seconds by a few 1e-5
+        assert min(st.values()) >= 0 and m["seconds"] >= sum(v for k, v in st.items() if k != "commit") - 0.005
     # The rows do not carry the timers: the images table's columns are the schema's, as before.
     import pandas as pd
 
