@@ -3,7 +3,8 @@
 Starting Ray and an actor per CPU, each loading the models, costs seconds that a few photos never win back:
 in this process the models load once and use every core's threads. So `auto` runs in-process when the work
 is small (at most AUTO_LOCAL_FILES files to do, which a resumed run counts after what is done) or when this
-machine has one CPU (one actor would do what this process does, later), and on Ray otherwise. A cluster
+machine has one CPU (one actor would do what this process does, later), and on Ray otherwise. "Small"
+depends on the CPUs: Ray's actors win back their start-up faster the more of them there are. A cluster
 named (RAY_ADDRESS, run.ray_address: `ray job submit` sets the first) always means Ray: the user asked for
 it, and the driver's machine may be a head with no CPU meant for work.
 """
@@ -16,10 +17,20 @@ import os
 log = logging.getLogger("faceproc")
 
 ENGINES = ("auto", "ray", "local")
-# Files to do at or under which `auto` stays in-process: "a few dozen". On this project's 2-CPU machine the
-# Ray engine costs ~8 s more than in-process on `make-sample`'s 5 photos (the run: 2.7-3.1 s in-process,
-# 9.4-11.4 s on Ray: embedded Ray, an actor per CPU, each loading the models); docs/cluster-nodes.md.
+# Files to do at or under which `auto` stays in-process: max(AUTO_LOCAL_FILES, AUTO_LOCAL_CPU_FILES // CPUs).
+# Measured on this project's 2-CPU machine (docs/performance.md): Ray costs ~8 s more than in-process on
+# `make-sample`'s 5 photos (2.7-3.1 s against 9.4-11.4 s); on the 150 group photos, in-process 13.0 s for
+# the first 50 and 28.4 s for all, Ray 16.7 s and 31.4 s: Ray starts ~4 s later and then gains ~0.0075 s a
+# photo, so it overtakes after ~500 files on 2 CPUs. With more CPUs it gains more a photo (an actor per
+# CPU against one process's threads) and overtakes sooner; the 1/CPUs scaling is an assumption, measured
+# at 2 CPUs only, with a floor of a few dozen files.
 AUTO_LOCAL_FILES = 48
+AUTO_LOCAL_CPU_FILES = 1000
+
+
+def auto_local_files(cpus: int) -> int:
+    """The most files `auto` runs in this process on a machine with `cpus` CPUs."""
+    return max(AUTO_LOCAL_FILES, AUTO_LOCAL_CPU_FILES // max(cpus, 1))
 
 
 def check_engine(engine: str) -> None:
@@ -48,6 +59,7 @@ def choose_engine(engine: str, n_todo: int, cpus: int, cluster: bool) -> tuple[s
         return "ray", "a Ray cluster is named (RAY_ADDRESS / run.ray_address)"
     if cpus <= 1:
         return "local", "this machine has one CPU"
-    if n_todo <= AUTO_LOCAL_FILES:
-        return "local", f"{n_todo} files to do, at most {AUTO_LOCAL_FILES}: quicker than starting Ray"
+    limit = auto_local_files(cpus)
+    if n_todo <= limit:
+        return "local", f"{n_todo} files to do, at most {limit} on {cpus} CPUs: quicker than starting Ray"
     return "ray", f"{n_todo} files to do on {cpus} CPUs"

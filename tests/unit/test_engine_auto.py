@@ -10,14 +10,18 @@ from click.testing import CliRunner
 import faceproc.engine
 import faceproc.executors.choice as choice
 from faceproc.engine import annotate
-from faceproc.executors.choice import AUTO_LOCAL_FILES, choose_engine
+from faceproc.executors.choice import auto_local_files, choose_engine
 from tests.helpers import FakeModels, cfg_for_tests, make_tree, quality_off_config
 
 
 @pytest.mark.parametrize("engine, n, cpus, cluster, chosen", [
     ("auto", 5, 16, False, "local"),  # a few photos: no Ray start-up
-    ("auto", AUTO_LOCAL_FILES, 16, False, "local"),
-    ("auto", AUTO_LOCAL_FILES + 1, 16, False, "ray"),
+    ("auto", 62, 16, False, "local"),  # 1000 // 16
+    ("auto", 63, 16, False, "ray"),
+    ("auto", 48, 64, False, "local"),  # the floor on many CPUs
+    ("auto", 49, 64, False, "ray"),
+    ("auto", 500, 2, False, "local"),  # 2 CPUs: Ray overtakes after ~500 files (measured)
+    ("auto", 501, 2, False, "ray"),
     ("auto", 100_000, 1, False, "local"),  # one CPU: one actor would only add start-up
     ("auto", 5, 16, True, "ray"),  # a cluster named: the user asked for it
     ("auto", 0, 2, False, "local"),  # a resumed run with nothing left
@@ -26,6 +30,11 @@ from tests.helpers import FakeModels, cfg_for_tests, make_tree, quality_off_conf
 ])
 def test_choice_rule(engine, n, cpus, cluster, chosen):
     assert choose_engine(engine, n, cpus, cluster)[0] == chosen
+
+
+def test_the_in_process_limit_falls_with_the_cpus_to_its_floor():
+    limits = [auto_local_files(c) for c in (1, 2, 4, 8, 16, 32, 64)]
+    assert limits == [1000, 500, 250, 125, 62, 48, 48]
 
 
 def test_unknown_engine_is_refused_before_anything_is_written(tmp_path):
@@ -61,10 +70,12 @@ def test_auto_runs_small_work_here_and_the_rest_on_ray(tmp_path, ray_stub, monke
     assert manifest["engine"] == "local" and manifest["history"][-1]["engine"] == "local" and ray_stub == []
 
     monkeypatch.setattr(choice, "AUTO_LOCAL_FILES", 5)  # the same 8 files are now "much"
+    monkeypatch.setattr(choice, "AUTO_LOCAL_CPU_FILES", 5)
     annotate([str(tmp_path / "in")], tmp_path / "big", cfg_for_tests(), models=FakeModels())
     assert json.loads((tmp_path / "big" / "manifest.json").read_text())["engine"] == "ray" and ray_stub
 
     monkeypatch.setattr(choice, "AUTO_LOCAL_FILES", 48)
+    monkeypatch.setattr(choice, "AUTO_LOCAL_CPU_FILES", 1000)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # named (the stub never connects)
     annotate([str(tmp_path / "in")], tmp_path / "named", cfg_for_tests(), models=FakeModels())
     assert json.loads((tmp_path / "named" / "manifest.json").read_text())["engine"] == "ray"
