@@ -40,7 +40,7 @@ from .record import MANIFEST, RunRecord  # noqa: F401 (MANIFEST re-exported)
 from .runlog import run_log
 from .runstate import (LOCK, STAGING, DiskFull, Interrupted, OutputLocked,  # noqa: F401 (re-exported)
                        OutputNotWritable, RunConfigMismatch, _is_disk_full, acquire_lock, check_output,
-                       compact_when_due)
+                       committed_shards, compact_when_due)
 from .signals import stop_on_signals as _stop_on_signals
 from .storage import Store
 
@@ -162,7 +162,7 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
                 failed = _run_ray(plan.config, todo, out, run_id, on_done, plan, **per_file)
     except KeyboardInterrupt:
         remove_uncommitted(out)
-        record.interrupted()
+        record.interrupted(committed_shards(out))
         raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
                           f"same command again to finish the rest.") from None
     finally:

@@ -60,7 +60,14 @@ class RunRecord:
             self.write()
             self._written = time.time()
 
-    def interrupted(self) -> None:
+    def interrupted(self, committed: dict[str, dict]) -> None:
+        """A stop. `committed`: the markers on disk (runstate.committed_shards): a stop that fell between a
+        shard's marker and its `shard_done` leaves the shard committed, and the manifest says so too."""
+        shards = self.manifest["shards"]
+        for sid, marker in committed.items():
+            if sid in shards and shards[sid].get("state") != "done":
+                shards[sid].update(state="done", faces=marker.get("faces"), seconds=marker.get("seconds"),
+                                   node=marker.get("node", "local"))
         self.manifest.update(state="interrupted", finished=time.time())
         self.write()
 
