@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,9 +56,6 @@ class Annotator:
         self.plan = plan.without_bytes()
         self.policy = plan.model.policy  # crops are cut the way the model's card says
         self.on_file = None  # progress: called with each file's face count once it is read (faceproc/progress.py)
-        # Decode the next file on a thread while this one is detected: for the in-process engine, whose one
-        # process has every core (decoders and resizes release the GIL). A Ray actor has one CPU: no thread.
-        self.prefetch = False
         self._stages: dict[str, float] = {}
 
     def _lap(self, stage: str, t0: float) -> float:
@@ -77,34 +73,8 @@ class Annotator:
         self.predictor.predict(np.zeros((1, size, size, 3), np.uint8))
 
     # ------------------------------------------------------------------ one image
-    def _read(self, entry: FileEntry) -> tuple[object, ContentDigest | None, float]:
-        """Decode one file: (the decoded image or the exception, the digest of the bytes read, seconds)."""
-        if entry.hidden:
-            return None, None, 0.0
-        digest = ContentDigest()  # fed the bytes decoding reads
-        t = time.perf_counter()
-        try:
-            return D.decode_file(entry.path, self.plan.decode, digest), digest, time.perf_counter() - t
-        except Exception as e:  # noqa: BLE001 - becomes the file's row in _image
-            return e, digest, time.perf_counter() - t
-
-    def _reads(self, entries: list[FileEntry]):
-        """_read of each entry in order; with `prefetch`, one file ahead on a thread (at most two decoded
-        images in memory). Rows do not depend on it: each file is decoded the same way, once."""
-        if not self.prefetch or len(entries) < 2:
-            yield from (self._read(e) for e in entries)
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix="faceproc-decode") as ex:
-            ahead = ex.submit(self._read, entries[0])
-            for nxt in entries[1:]:
-                got = ahead.result()
-                ahead = ex.submit(self._read, nxt)
-                yield got
-            yield ahead.result()
-
-    def _image(self, entry: FileEntry, shard_id: str, run_id: str, read: tuple | None = None) -> _Pending:
-        dec, digest, read_s = read if read is not None else self._read(entry)
-        t0 = time.perf_counter() - read_s  # the file's time counts its decoding, wherever it ran
+    def _image(self, entry: FileEntry, shard_id: str, run_id: str) -> _Pending:
+        t0 = time.perf_counter()
         row = {**path_fields(entry.path), "bytes": None, "mtime_ns": entry.mtime_ns, "inode": entry.ino,
                "content_hash": None, "width": None, "height": None, "n_faces": 0,
                "status": D.OK, "error": None, "elapsed_ms": None, "shard": shard_id, "run_id": run_id}
@@ -115,14 +85,18 @@ class Annotator:
         if entry.hidden:
             row.update(status=D.SKIPPED_HIDDEN, error="hidden file or folder")
             return _Pending(row, [], None, time.perf_counter() - t0)
-        self._stages["decode"] = self._stages.get("decode", 0.0) + read_s
-        if isinstance(dec, D.DecodeFailure):
-            row.update(status=dec.status, error=dec.message, width=dec.width, height=dec.height,
-                       content_hash=digest.value())
+        digest = ContentDigest()  # fed the bytes decoding reads
+        t = time.perf_counter()
+        try:
+            dec = D.decode_file(entry.path, self.plan.decode, digest)
+        except D.DecodeFailure as e:
+            row.update(status=e.status, error=e.message, width=e.width, height=e.height, content_hash=digest.value())
             return _Pending(row, [], None, time.perf_counter() - t0)
-        if isinstance(dec, Exception):  # a decoder bug must cost one row, not the shard
-            row.update(status=D.CORRUPT, error=f"{type(dec).__name__}: {dec}", content_hash=digest.value())
+        except Exception as e:  # a decoder bug must cost one row, not the shard
+            row.update(status=D.CORRUPT, error=f"{type(e).__name__}: {e}", content_hash=digest.value())
             return _Pending(row, [], None, time.perf_counter() - t0)
+        finally:
+            self._lap("decode", t)
         row.update(width=dec.width, height=dec.height, content_hash=digest.value())
         try:
             row.update(dec.meta)  # taken_at, camera (metadata.py), from the EXIF block decode parsed
@@ -182,8 +156,8 @@ class Annotator:
         done: list[_Pending] = []
         queue: list[_Pending] = []
         queued = 0
-        for entry, read in zip(entries, self._reads(entries)):
-            p = self._image(entry, shard_id, run_id, read)
+        for entry in entries:
+            p = self._image(entry, shard_id, run_id)
             if self.on_file is not None:
                 self.on_file(len(p.face_rows))
             queue.append(p)

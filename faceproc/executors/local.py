@@ -34,7 +34,6 @@ def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=
     from ..runstate import _is_disk_full
 
     annotator = Annotator(plan)
-    annotator.prefetch = True  # this process has every core: decode the next file while one is detected
     failed = []
     for shard in shards:
         if progress is not None:
