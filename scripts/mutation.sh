@@ -30,14 +30,14 @@ declare -A FILES=(
   [crop]="faceproc/crop.py faceproc/agegender/spec.py"
 )
 declare -A TESTS=(
-  [runstate]="tests/unit/test_commit_crash.py tests/unit/test_compaction.py tests/unit/test_changes.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py tests/unit/test_exit_codes.py tests/s3/test_commit_crash_s3.py"
+  [runstate]="tests/unit/test_commit_crash.py tests/unit/test_compaction.py tests/unit/test_resume.py tests/unit/test_changes.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py tests/unit/test_exit_codes.py tests/s3/test_commit_crash_s3.py"
   [storage]="tests/unit/test_storage.py tests/unit/test_lock.py tests/unit/test_commit_crash.py tests/unit/test_contract_edges.py tests/unit/test_compaction.py tests/unit/test_trust.py tests/s3"
   [discover]="tests/unit/test_discover.py tests/unit/test_pipeline_engine.py tests/unit/test_trust.py tests/unit/test_contract_edges.py tests/s3/test_discover_objects.py tests/s3/test_object_storage.py"
   [schema]="tests/unit/test_schema.py tests/unit/test_storage.py tests/unit/test_failure_paths.py tests/unit/test_contract_edges.py tests/unit/test_trust.py tests/unit/test_report_bounds.py tests/unit/test_compaction.py"
   [cli]="tests/unit/test_exit_codes.py tests/unit/test_cli_surface.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py"
   [crop]="tests/unit/test_crop_policy.py tests/unit/test_crop_policy_openvino.py tests/unit/test_contract_edges.py"
   [lock]="tests/unit/test_lock.py tests/unit/test_trust.py tests/unit/test_exit_codes.py tests/s3/test_commit_crash_s3.py tests/s3/test_object_storage.py"
-  [resume]="tests/unit/test_changes.py tests/unit/test_compaction.py tests/unit/test_commit_crash.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py tests/unit/test_ownership.py"
+  [resume]="tests/unit/test_resume.py tests/unit/test_changes.py tests/unit/test_compaction.py tests/unit/test_commit_crash.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py tests/unit/test_ownership.py"
 )
 declare -A TARGETS=(
   [runstate]='faceproc.runstate.*' [storage]='faceproc.storage.*' [discover]='faceproc.discover.*'
