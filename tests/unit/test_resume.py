@@ -4,6 +4,7 @@ a refusal names every changed setting, --force starts from nothing (survivors of
 docs/mutation.md)."""
 
 import json
+import logging
 
 import pyarrow as pa
 import pytest
@@ -55,6 +56,7 @@ def test_by_default_an_unchanged_stat_is_trusted_and_verify_reads_the_bytes(tmp_
     store, files, sid = committed(tmp_path)  # the recorded hash is not the files' own
     r = resume.resume(store, files, FP)
     assert (r.todo, list(r.done), r.old) == ([], [sid], {"fingerprint": FP})
+    assert (r.changes.kept, r.changes.changed, r.changes.missing) == (2, {}, {})
     r = resume.resume(store, files, FP, verify=True)
     assert r.todo == files and r.done == {}
 
@@ -74,3 +76,27 @@ def test_shown_names_renames_and_counts_what_it_leaves_out():
     paths = [f"/p{i}" for i in range(SHOW)]
     assert resume._shown(paths, {}) == ", ".join(paths)
     assert resume._shown(paths + ["/x", "/y"], {}) == ", ".join(paths) + " and 2 more"
+
+
+@pytest.mark.parametrize("output", ["new", "nothing committed", "no manifest", "no manifest, every file changed"])
+def test_only_a_new_output_resumes_without_a_word(tmp_path, caplog, output):
+    """Anything the output already holds (a manifest, committed rows, rows done again) gets the line that says
+    what was kept; a new output's stderr stays quiet."""
+    if output == "new":
+        store, files = Store(tmp_path / "out"), []
+    else:
+        store, files, sid = committed(tmp_path)
+    if output == "nothing committed":
+        R.remove_shard(store, sid)
+    if output.startswith("no manifest"):
+        store.delete(R.MANIFEST)
+    if output.endswith("changed"):
+        for f in files:
+            with open(f.path, "ab") as fh:
+                fh.write(b" edited")
+        files = discover([str(tmp_path / "in")]).files
+    with caplog.at_level(logging.INFO, logger="faceproc"):
+        r = resume.resume(store, files, FP)
+    assert r.done == ({sid: r.done[sid]} if output == "no manifest" else {})
+    said = [m for m in caplog.messages if m.startswith("kept the rows of")]
+    assert len(said) == (0 if output == "new" else 1)
