@@ -30,7 +30,7 @@ declare -A FILES=(
   [crop]="faceproc/crop.py faceproc/agegender/spec.py"
 )
 declare -A TESTS=(
-  [runstate]="tests/unit/test_commit_crash.py tests/unit/test_compaction.py tests/unit/test_resume.py tests/unit/test_changes.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py tests/unit/test_exit_codes.py tests/s3/test_commit_crash_s3.py"
+  [runstate]="tests/unit/test_commit_crash.py tests/unit/test_runstate.py tests/unit/test_compaction.py tests/unit/test_resume.py tests/unit/test_changes.py tests/unit/test_trust.py tests/unit/test_pipeline_engine.py tests/unit/test_exit_codes.py tests/s3/test_commit_crash_s3.py"
   [storage]="tests/unit/test_storage.py tests/unit/test_lock.py tests/unit/test_commit_crash.py tests/unit/test_contract_edges.py tests/unit/test_compaction.py tests/unit/test_trust.py tests/s3"
   [discover]="tests/unit/test_discover.py tests/unit/test_pipeline_engine.py tests/unit/test_trust.py tests/unit/test_contract_edges.py tests/s3/test_discover_objects.py tests/s3/test_object_storage.py"
   [schema]="tests/unit/test_schema.py tests/unit/test_storage.py tests/unit/test_failure_paths.py tests/unit/test_contract_edges.py tests/unit/test_trust.py tests/unit/test_report_bounds.py tests/unit/test_compaction.py"

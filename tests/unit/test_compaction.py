@@ -1,9 +1,6 @@
-"""Compaction's and the re-cut's rules at their edges, and the settings diff a refusal shows (survivors of the
-mutation runs, docs/mutation.md): which shards are small, how they are grouped, that rows keep their order,
-on a local folder and on S3; what the marker of a shard made from committed rows records."""
-
-import os
-import time
+"""Compaction's rules at their edges, and the settings diff a refusal shows (survivors of the mutation runs,
+docs/mutation.md): which shards are small, how they are grouped, that rows keep their order, on a local
+folder and on S3, what the merged shard's marker records."""
 
 import pyarrow as pa
 import pytest
@@ -108,66 +105,3 @@ def test_a_marker_without_paths_does_not_stop_compaction(tmp_path):
     empty = commit(store, [], 1)  # no code makes one; a marker that lists no photo must still not break it
     done[empty["shard"]] = empty
     assert sizes(R.compact_shards(store, done, small=64, target=8)) == [4]
-
-
-def non_utf8_shard(store, seconds=0.5, directory="/a"):
-    """A committed shard of two photos, one with a name that is not UTF-8 (its row keeps the raw bytes)."""
-    from faceproc.schema import path_fields
-
-    paths = [os.fsdecode(b"/a/caf\xe9.jpg"), "/a/b.jpg"]
-    images = [{**path_fields(p), "status": "ok", "n_faces": 1} for p in paths]
-    faces = [{**path_fields(p), "face_index": 0} for p in paths]
-    res = ShardResult(pa.Table.from_pylist(faces, schema=FACES), pa.Table.from_pylist(images, schema=IMAGES),
-                      {"ok": 2}, seconds)
-    return R.commit_shard(store, Shard(shard_id(paths), directory, [FileEntry(p) for p in paths]), res), paths
-
-
-def test_recut_drops_a_non_utf8_name_and_keeps_the_rest_with_their_records(tmp_path):
-    store = Store(tmp_path / "out")
-    old, paths = non_utf8_shard(store)
-    new = R.recut_shard(store, old, {paths[0]})
-    assert read_table(store, "images").column("image_path").to_pylist() == ["/a/b.jpg"]
-    assert read_table(store, "faces").column("image_path").to_pylist() == ["/a/b.jpg"]
-    assert (new["paths"], new["replaces"], new["dir"], new["seconds"]) == (["/a/b.jpg"], [old["shard"]], "/a", 0.5)
-    assert new["sizes"] == {n: store.size(f"{n}/{new['shard']}.parquet") for n in ("faces", "images")}
-    assert set(R.committed_shards(store)) == {new["shard"]}
-    # the same fields as the marker of a shard a run wrote, and what they say
-    assert set(new) == set(old) | {"replaces"} and new["digest"] == new["shard"] and new["pid"] == os.getpid()
-    assert old["finished"] <= new["finished"] <= time.time()
-
-
-def test_remove_shard_removes_its_marker_tables_and_intent(tmp_path):
-    store = Store(tmp_path / "out")
-    keep, _ = non_utf8_shard(store)
-    m = commit(store, ["/b/x.jpg"])
-    store.write_text(R.shard_intent(m["shard"]), "{}")  # left by a commit stopped after its marker
-    store.write_text(R.shard_intent(keep["shard"]), "{}")
-    R.remove_shard(store, m["shard"])
-    assert store.list("_shards") == [f"{keep['shard']}.json", f"{keep['shard']}.open"]
-    assert store.list("faces") == store.list("images") == [f"{keep['shard']}.parquet"]
-
-
-def test_recut_of_a_marker_without_dir_or_seconds(tmp_path):
-    store = Store(tmp_path / "out")
-    old, paths = non_utf8_shard(store, directory="")
-    del old["seconds"]
-    new = R.recut_shard(store, old, {paths[1]})
-    assert (new["dir"], new["seconds"]) == ("", 0)
-
-
-def test_a_recut_stopped_before_the_old_shard_is_removed_is_finished_by_the_next_listing(tmp_path, monkeypatch):
-    store = Store(tmp_path / "out")
-    old, paths = non_utf8_shard(store)
-    real = R.remove_shard
-
-    def killed(*a):
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(R, "remove_shard", killed)
-    with pytest.raises(RuntimeError, match="killed"):
-        R.recut_shard(store, old, {paths[0]})
-    monkeypatch.setattr(R, "remove_shard", real)
-    assert len(store.list("_shards", ".json")) == 2  # the new shard committed, the old one still there
-    done = R.committed_shards(store)
-    assert len(done) == 1 and old["shard"] not in done
-    assert read_table(store, "images").column("image_path").to_pylist() == ["/a/b.jpg"]
