@@ -107,3 +107,41 @@ def test_an_output_that_cannot_be_written_is_named_with_the_reason(tmp_path, mon
         with pytest.raises(R.OutputNotWritable) as e:
             R.check_output(store)
         assert str(e.value) == f"output folder {store} is not writable: {reason}"
+
+
+def test_a_commit_that_fails_while_staging_leaves_nothing_of_its_shard(tmp_path, monkeypatch):
+    """A full disk while the second table is staged: the staged first table, the intent and every table of
+    the shard go; nothing of it is left for a reader or for the next start to sort out."""
+    store = Store(tmp_path / "out")
+    real, calls = store.write_table, []
+
+    def full_on_the_second(rel, table):
+        calls.append(rel)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(rel, table)
+
+    monkeypatch.setattr(store, "write_table", full_on_the_second)
+    with pytest.raises(OSError):
+        commit(store, ["/a/x.jpg", "/a/y.jpg"])
+    assert calls[0].startswith("_staging/")
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+def test_a_commit_that_fails_after_its_marker_keeps_the_committed_shard(tmp_path, monkeypatch):
+    """The marker is written and the intent's removal fails: the shard is committed, its rows stay."""
+    store = Store(tmp_path / "out")
+    real = store.delete
+
+    def fails_once_on_the_intent(rel):
+        if rel.endswith(".open") and not getattr(fails_once_on_the_intent, "done", False):
+            fails_once_on_the_intent.done = True
+            raise OSError(errno.EIO, "I/O error")
+        real(rel)
+
+    monkeypatch.setattr(store, "delete", fails_once_on_the_intent)
+    with pytest.raises(OSError):
+        commit(store, ["/a/x.jpg"])
+    sid = shard_id(["/a/x.jpg"])
+    assert list(R.committed_shards(store)) == [sid]
+    assert read_table(store, "images").column("image_path").to_pylist() == ["/a/x.jpg"]
