@@ -5,6 +5,7 @@ import errno
 import os
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from faceproc.schema import IMAGES
@@ -71,8 +72,6 @@ def test_temp_and_probe_names_are_ones_the_cleanup_knows(tmp_path, monkeypatch):
 
 
 def test_parquet_is_written_with_zstd(tmp_path):
-    import pyarrow.parquet as pq
-
     write_atomic(pa.Table.from_pylist([{"image_path": "a.jpg", "status": "ok"}], schema=IMAGES), tmp_path / "a.parquet")
     assert pq.ParquetFile(tmp_path / "a.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
 
@@ -100,6 +99,7 @@ def test_join_paths_and_uris():
 
     assert join("/out", "faces", "a.parquet") == "/out/faces/a.parquet"
     assert join("s3://b/out/", "/faces/", "", "a.parquet") == "s3://b/out/faces/a.parquet"
+    assert join("s3://b/X/", "X.jpg") == "s3://b/X/X.jpg"  # only slashes are trimmed
 
 
 def test_local_store_paths_folders_and_exclusive_create(tmp_path):
@@ -119,7 +119,7 @@ def test_local_store_paths_folders_and_exclusive_create(tmp_path):
     assert not (tmp_path / "a" / "b" / "out" / "_staging").exists()
 
 
-def test_file_size_is_none_for_folders_and_missing_files(tmp_path, s3_server):
+def test_sizes_of_folders_and_missing_files_and_s3_tables_in_zstd(tmp_path, s3_server):
     import boto3
 
     from faceproc.storage import file_size
@@ -130,3 +130,13 @@ def test_file_size_is_none_for_folders_and_missing_files(tmp_path, s3_server):
     assert [file_size(f"s3://faceproc/size/{k}") for k in ("d/f", "d", "no")] == [4, None, None]
     with pytest.raises(TypeError, match="s3://faceproc/size is not a local folder"):
         os.fspath(Store("s3://faceproc/size"))
+    store = Store("s3://faceproc/size")
+    store.write_table("images/a.parquet", pa.Table.from_pylist([{"image_path": "a.jpg", "status": "ok"}], schema=IMAGES))
+    (tmp_path / "a.parquet").write_bytes(store.fs.open_input_stream("faceproc/size/images/a.parquet").read())
+    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
+    assert str(Store("s3://faceproc/X/")) == "s3://faceproc/X"
+    slash = Store("s3://faceproc/size/")  # the same output as without the slash
+    assert str(slash) == "s3://faceproc/size" and slash.where("b.txt") == "s3://faceproc/size/b.txt"
+    slash.write_text("b.txt", "b")
+    assert store.read_text("b.txt") == "b" and store.exists("b.txt") and not store.exists("images")
+    assert store.list("") == ["b.txt"] and store.list("images", ".parquet") == ["a.parquet"]  # files only
