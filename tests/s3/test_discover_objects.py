@@ -33,6 +33,8 @@ def test_object_listing_details(s3_server):
     put(["det/in/a.jpg", "det/in/n1.txt", "det/in/n2.txt", "det/in/outX/x.jpg", "det/.h.jpg", "det/dot./b.jpg"])
     disc = discover(["s3://faceproc/det/in"], exclude=["s3://faceproc/det/in/outX/"])
     assert [f.path for f in disc.files] == ["s3://faceproc/det/in/a.jpg"] and disc.skipped_ext == {".txt": 2}
-    assert isinstance(disc.files[0].mtime_ns, int) and disc.files[0].mtime_ns > 0
+    assert isinstance(disc.files[0].mtime_ns, int) and disc.files[0].mtime_ns > 0 and not disc.unreadable
+    both = discover(["s3://faceproc/det/in", "s3://faceproc/det/in/outX"])  # overlapping prefixes: each object once
+    assert [f.path for f in both.files] == ["s3://faceproc/det/in/a.jpg", "s3://faceproc/det/in/outX/x.jpg"]
     assert [f.hidden for f in discover(["s3://faceproc/det/.h.jpg"]).files] == [True]
     assert [f.hidden for f in discover(["s3://faceproc/det/dot."]).files] == [False]

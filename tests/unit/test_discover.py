@@ -248,3 +248,16 @@ def test_cut_defaults_and_the_smallest_shard_size(tmp_path):
     plain = plan_shards([str(tmp_path / "in")], 40)
     assert len(plain.shards) == 1 and len(plain.files) == 40 and len(plain.external) == 1
     assert len(plan_shards([str(tmp_path / "in")], follow_external_symlinks=True).files) == 41
+
+
+def test_inputs_are_checked_and_normalised(tmp_path, monkeypatch):
+    import pytest
+
+    from faceproc.discover import check_inputs
+
+    (tmp_path / "in").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert check_inputs(["in", "s3://b/inX/"]) == [str(tmp_path / "in"), "s3://b/inX"]
+    with pytest.raises(FileNotFoundError, match="^input not found: no1, no2$"):
+        check_inputs(["no1", "in", "no2"])
+    assert discover(["in"]).shards == []
