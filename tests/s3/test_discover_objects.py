@@ -24,3 +24,17 @@ def test_object_store_discovery(s3_server):
     assert [(f.path, f.hidden) for f in one.files] == [("s3://faceproc/arch/a/1.jpg", False)]
     assert len(discover(["s3://faceproc/arch"]).files) == 6  # nothing excluded without an exclude
     assert read_bytes("s3://faceproc/arch/a/1.jpg") == b"x" * 12
+
+
+def test_object_listing_details(s3_server):
+    """The output prefix given with a trailing slash (and a name ending in X), ignored names counted per
+    extension, the listing's mtime kept (change detection), a hidden object given as the input itself, and
+    an input prefix ending in a dot."""
+    put(["det/in/a.jpg", "det/in/n1.txt", "det/in/n2.txt", "det/in/outX/x.jpg", "det/.h.jpg", "det/dot./b.jpg"])
+    disc = discover(["s3://faceproc/det/in"], exclude=["s3://faceproc/det/in/outX/"])
+    assert [f.path for f in disc.files] == ["s3://faceproc/det/in/a.jpg"] and disc.skipped_ext == {".txt": 2}
+    assert isinstance(disc.files[0].mtime_ns, int) and disc.files[0].mtime_ns > 0 and not disc.unreadable
+    both = discover(["s3://faceproc/det/in", "s3://faceproc/det/in/outX"])  # overlapping prefixes: each object once
+    assert [f.path for f in both.files] == ["s3://faceproc/det/in/a.jpg", "s3://faceproc/det/in/outX/x.jpg"]
+    assert [f.hidden for f in discover(["s3://faceproc/det/.h.jpg"]).files] == [True]
+    assert [f.hidden for f in discover(["s3://faceproc/det/dot."]).files] == [False]

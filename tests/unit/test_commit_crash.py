@@ -159,7 +159,8 @@ def test_uncommitted_rows_staging_and_temp_files_are_removed_at_start(tmp_path, 
     orphan = "00112233aabbccdd"
     leftovers = [out / "faces" / f"{orphan}.parquet", out / "images" / f"{orphan}.parquet",
                  out / "_staging" / f"{orphan}.faces.parquet", out / "_shards" / f"{orphan}.open",
-                 out / "faces" / f".{orphan}.parquet.0123abcd.tmp", out / "_shards" / f".{orphan}.json.89abcdef.tmp",
+                 out / "faces" / f".{orphan}.parquet.0123abcd.tmp", out / "images" / f".{orphan}.parquet.4567cdef.tmp",
+                 out / "_shards" / f".{orphan}.json.89abcdef.tmp",
                  out / ".manifest.json.0a1b2c3d.tmp"]
     for p in leftovers:
         p.parent.mkdir(exist_ok=True)

@@ -1,6 +1,6 @@
-"""Compaction's rules at their edges, and the settings diff a refusal shows (survivors of the first mutation
-run, docs/mutation.md): which shards are small, how they are grouped, that rows keep their order, on a
-local folder and on S3."""
+"""Compaction's rules at their edges, and the settings diff a refusal shows (survivors of the mutation runs,
+docs/mutation.md): which shards are small, how they are grouped, that rows keep their order, on a local
+folder and on S3, what the merged shard's marker records."""
 
 import pyarrow as pa
 import pytest
@@ -75,3 +75,33 @@ def test_settings_diff_names_every_changed_key_at_any_depth():
     assert resume._diff(old, new) == ["added: None -> 2", "detector.threshold: 0.5 -> 0.7", "gone: 1 -> None",
                                  "model: 'a' -> {'variant': 'b'}"]
     assert resume._diff(new, new) == []
+
+
+def test_merged_marker_records_sizes_dir_and_seconds_and_order_by_first_path(tmp_path):
+    """The merged marker is checked like any other (its tables' sizes: a truncated one is redone), names the
+    folder its shards share, sums their seconds (0 for markers without), and shards are grouped in path order
+    whatever the order of `done`."""
+    store = Store(tmp_path / "out")
+    ms = [commit(store, [f"/a/{k}/{i}.jpg" for i in range(2)], 1) for k in "cab"]
+    for m, k in zip(ms, "cab"):
+        m["dir"] = f"/a/{k}"
+    done = {m["shard"]: m for m in ms}  # c, a, b: not in path order
+    after = R.compact_shards(store, done, small=64, target=4)
+    merged = [m for m in after.values() if m.get("replaces")][0]
+    assert sorted(merged["replaces"]) == sorted(m["shard"] for m in ms[1:])  # a + b, c alone
+    assert merged["dir"] == "/a/" and merged["seconds"] == 1.0
+    assert merged["sizes"] == {n: store.size(f"{n}/{merged['shard']}.parquet") for n in ("faces", "images")}
+    done = {m["shard"]: m for m in (commit(store, [f"/b/{k}{i}.jpg" for i in range(2)], 1) for k in "ab")}
+    for m in done.values():
+        m.pop("seconds")
+        m["dir"] = None
+    merged = list(R.compact_shards(store, done, small=64, target=4).values())[0]
+    assert (merged["seconds"], merged["dir"]) == (0, "")
+
+
+def test_a_marker_without_paths_does_not_stop_compaction(tmp_path):
+    store = Store(tmp_path / "out")
+    done = {m["shard"]: m for m in (commit(store, [f"/a/{k}{i}.jpg" for i in range(2)], 1) for k in "ab")}
+    empty = commit(store, [], 1)  # no code makes one; a marker that lists no photo must still not break it
+    done[empty["shard"]] = empty
+    assert sizes(R.compact_shards(store, done, small=64, target=8)) == [4]

@@ -211,3 +211,53 @@ def test_an_unreadable_folder_is_counted_with_the_reason(tmp_path_factory):
     finally:
         os.chmod(os.path.join(root, "locked"), 0o755)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_what_was_skipped_has_the_shape_the_manifest_and_report_read():
+    from faceproc.discover import SAMPLE, Discovery
+
+    d = Discovery(shards=[], skipped_ext={".mp4": 2, ".txt": 1, "": 1}, unreadable=[("/a/locked", "Permission denied")],
+                  external=[f"/a/link{i}" for i in range(SAMPLE + 1)], duplicates=[("/a/copy.jpg", "/a/1.jpg")])
+    assert d.skipped() == {
+        "videos": {".mp4": 2}, "other_files": {"(no extension)": 1, ".txt": 1},
+        "unreadable_folders": {"count": 1, "sample": [{"path": "/a/locked", "reason": "Permission denied"}]},
+        "external_symlinks": {"count": SAMPLE + 1, "sample": [f"/a/link{i}" for i in range(SAMPLE)]},
+        "duplicate_paths": {"count": 1, "sample": [{"path": "/a/copy.jpg", "same_as": "/a/1.jpg"}]}}
+    assert d.n_ignored == 4
+
+
+def test_shards_of_object_store_files_name_their_common_prefix():
+    files = [FileEntry(f"s3://b/in/{d}/{i}.jpg") for d in ("x", "y/z") for i in range(2)]
+    assert [s.directory for s in cut_shards(files, 10)] == ["s3://b/in"]
+    assert [s.directory for s in cut_shards(files[:2], 10)] == [s.directory for s in cut_shards(files[:1], 10)] == [
+        "s3://b/in/x"]
+
+
+def test_cut_defaults_and_the_smallest_shard_size(tmp_path):
+    """One worker unless told (equal shards of at most shard_size); a shard_size of 1 (or less) is one file
+    per shard; plan_shards passes both on, and follows links outside the inputs only when asked."""
+    files = [FileEntry(f"/p/{i:02d}.jpg") for i in range(40)]
+    assert [len(s.files) for s in cut_shards(files, 40)] == [40] and len(cut_shards(files, 40, 2)) > 1
+    assert [len(s.files) for s in cut_shards(files, 1)] == [len(s.files) for s in cut_shards(files, 0)] == [1] * 40
+    for i in range(40):
+        touch(tmp_path / "in" / f"{i:02d}.jpg")
+    touch(tmp_path / "elsewhere" / "private.jpg")
+    os.symlink(tmp_path / "elsewhere" / "private.jpg", tmp_path / "in" / "p.jpg")
+    assert [len(s.files) for s in plan_shards([str(tmp_path / "in")], shard_size=1).shards] == [1] * 40
+    assert len(plan_shards([str(tmp_path / "in")], 40, workers=2).shards) > 1
+    plain = plan_shards([str(tmp_path / "in")], 40)
+    assert len(plain.shards) == 1 and len(plain.files) == 40 and len(plain.external) == 1
+    assert len(plan_shards([str(tmp_path / "in")], follow_external_symlinks=True).files) == 41
+
+
+def test_inputs_are_checked_and_normalised(tmp_path, monkeypatch):
+    import pytest
+
+    from faceproc.discover import check_inputs
+
+    (tmp_path / "in").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert check_inputs(["in", "s3://b/inX/"]) == [str(tmp_path / "in"), "s3://b/inX"]
+    with pytest.raises(FileNotFoundError, match="^input not found: no1, no2$"):
+        check_inputs(["no1", "in", "no2"])
+    assert discover(["in"]).shards == []

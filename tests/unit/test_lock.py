@@ -4,6 +4,7 @@ only from a dead process of this machine, released only by its owner."""
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def test_lock_file_is_created_exclusively(tmp_path):
     assert not store.create_exclusive(LOCK, "second")
     assert (tmp_path / "out" / LOCK).read_text() == "first"
     release = None
-    with pytest.raises(OutputLocked):
+    with pytest.raises(OutputLocked, match=rf"\(pid \? on \?, since .* delete {re.escape(store.where(LOCK))}\.$"):
         release = L.acquire_lock(store)  # "first" is no lock it can read: refused, not taken over
     assert release is None and (tmp_path / "out" / LOCK).read_text() == "first"
 
@@ -144,3 +145,62 @@ def test_a_run_releases_its_lock_also_when_it_fails(tmp_path, fakes, monkeypatch
     install_fakes(monkeypatch.setattr)
     assert E.annotate([str(tmp_path / "in")], out, cfg_for_tests(), engine="local")["files"] == 8
     assert not (out / LOCK).exists() and len(pd.read_parquet(out / "images")) == 8
+
+
+def test_the_lock_records_who_holds_it_and_since_when(tmp_path):
+    """What the takeover and the refusal read back: host, pid, this process's start time, the time taken."""
+    import time
+
+    before = time.time()
+    release = L.acquire_lock(Store(tmp_path / "out"))
+    mine = json.loads((tmp_path / "out" / LOCK).read_text())
+    release()
+    assert set(mine) == {"host", "pid", "started", "process_start", "token"}
+    assert (mine["host"], mine["pid"]) == (socket.gethostname(), os.getpid())
+    assert mine["process_start"] == pytest.approx(psutil.Process().create_time())
+    assert before <= mine["started"] <= time.time()
+
+
+@pytest.mark.parametrize("started", [1_700_000_000.0, None])
+def test_a_refusal_says_since_when_the_other_run_holds_the_lock(tmp_path, started):
+    import time
+
+    (tmp_path / "out").mkdir()
+    lock = {"host": "another-host.example", "pid": 7}
+    if started is not None:
+        lock["started"] = started
+    (tmp_path / "out" / LOCK).write_text(json.dumps(lock))
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started or 0))
+    with pytest.raises(OutputLocked, match=f"pid 7 on another-host.example, since {since}\\)"):
+        L.acquire_lock(Store(tmp_path / "out"))
+
+
+def test_pid_alive_allows_under_a_second_between_start_times():
+    """The recorded start time and psutil's agree to well under a second; a second or more apart is another
+    process that got the same pid."""
+    start = psutil.Process().create_time()
+    assert L._pid_alive(os.getpid(), start - 0.5) and L._pid_alive(os.getpid(), start + 0.5)
+    assert not L._pid_alive(os.getpid(), start - 1.0) and not L._pid_alive(os.getpid(), start - 1.5)
+
+
+def test_a_lock_that_reappears_after_each_takeover_is_refused_after_one_retry(tmp_path):
+    """A dead holder's lock is taken over once; if the exclusive create loses again (another run took the
+    freed lock), the run stops with a clear error instead of looping."""
+
+    class Racing(Store):
+        creates = deletes = 0
+
+        def create_exclusive(self, rel, text):
+            Racing.creates += 1
+            return False
+
+        def read_text(self, rel):
+            return lock_of(socket.gethostname(), dead_pid())
+
+        def delete(self, rel):
+            Racing.deletes += 1
+
+    store = Racing(tmp_path / "out")
+    with pytest.raises(OutputLocked, match=f"could not take the lock {re.escape(store.where(LOCK))}$"):
+        L.acquire_lock(store)
+    assert (Racing.creates, Racing.deletes) == (2, 2)

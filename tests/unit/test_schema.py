@@ -28,3 +28,14 @@ def test_non_utf8_paths_round_trip():
     fields = path_fields(raw)
     assert fields["image_path"] == "/photos/caf\\xe9.jpg" and fields["image_path_bytes"] == b"/photos/caf\xe9.jpg"
     assert source_path(**fields) == raw and path_fields("/a/b.jpg") == {"image_path": "/a/b.jpg", "image_path_bytes": None}
+
+
+def test_fields_carry_their_description_into_the_files():
+    """Called here, not only at import (mutmut's mutants are chosen after the import): each described field gets
+    its DESCRIPTIONS entry as "description" metadata; other fields are left as they are."""
+    import pyarrow as pa
+
+    got = schema._described(pa.schema([pa.field("age", pa.float32()), pa.field("not_described", pa.int8())]))
+    assert got.field("age").metadata == {b"description": schema.DESCRIPTIONS["age"].encode()}
+    assert got.field("not_described").metadata is None
+    assert FACES.field("age").metadata[b"description"] == schema.DESCRIPTIONS["age"].encode()
