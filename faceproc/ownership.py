@@ -258,8 +258,8 @@ def remove_uncommitted(store: Store) -> None:
                 store.delete(f"{name}/{f}")
     for f in store.list(SHARD_DIR, ".open"):  # its files are gone (above) or committed: the intent has done its job
         store.delete(f"{SHARD_DIR}/{f}")
-    for sub in (*TABLE_DIRS, SHARD_DIR, ""):
-        for tmp in store.list(sub, ".tmp"):
+    for sub in (*TABLE_DIRS, SHARD_DIR, ""):  # temp files and write probes (a run killed in check_writable)
+        for tmp in store.list(sub):
             if is_temp(tmp):
                 store.delete(f"{sub}/{tmp}" if sub else tmp)
 

@@ -161,11 +161,14 @@ def test_uncommitted_rows_staging_and_temp_files_are_removed_at_start(tmp_path, 
                  out / "_staging" / f"{orphan}.faces.parquet", out / "_shards" / f"{orphan}.open",
                  out / "faces" / f".{orphan}.parquet.0123abcd.tmp", out / "images" / f".{orphan}.parquet.4567cdef.tmp",
                  out / "_shards" / f".{orphan}.json.89abcdef.tmp",
-                 out / ".manifest.json.0a1b2c3d.tmp"]
-    for p in leftovers:
+                 out / ".manifest.json.0a1b2c3d.tmp",
+                 out / ".write-test-a1b2c3", out / "faces" / ".write-test-d4e5f6"]  # a run killed in its write probe
+    mine = [out / ".write-test-notes", out / "faces" / "notes.tmp"]  # a user's names: never touched
+    for p in leftovers + mine:
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"PAR1")
     remove_uncommitted(Store(out))
     assert not [p for p in leftovers if p.exists()] and not (out / "_staging").exists()
+    assert all(p.exists() for p in mine)
     assert sorted(p.name for p in (out / "images").glob("*.parquet")) == keep
     assert len(list((out / "_shards").glob("*.json"))) == len(keep)

@@ -11,6 +11,7 @@ import pytest
 
 import faceproc.resume as resume
 import faceproc.runstate as R
+from faceproc.record import MANIFEST
 from faceproc.discover import Shard, discover, shard_id
 from faceproc.ownership import SHOW
 from faceproc.pipeline import ShardResult
@@ -33,7 +34,7 @@ def committed(tmp_path, content_hash="0" * 32):
     store = Store(tmp_path / "out")
     sid = shard_id([f.path for f in files])
     R.commit_shard(store, Shard(sid, str(d), files), res)
-    store.write_text(R.MANIFEST, json.dumps({"fingerprint": FP}))
+    store.write_text(MANIFEST, json.dumps({"fingerprint": FP}))
     return store, files, sid
 
 
@@ -65,7 +66,7 @@ def test_by_default_an_unchanged_stat_is_trusted_and_verify_reads_the_bytes(tmp_
 def test_force_starts_from_nothing(tmp_path, manifest):
     store, files, sid = committed(tmp_path)
     if manifest == "unreadable":
-        store.write_text(R.MANIFEST, "{not json")
+        store.write_text(MANIFEST, "{not json")
     r = resume.resume(store, files, {"model": "b"} if manifest == "other settings" else FP, force=True)
     assert r.old is None and r.done == {} and r.todo == files
     assert not store.exists(R.shard_marker(sid))
@@ -89,7 +90,7 @@ def test_only_a_new_output_resumes_without_a_word(tmp_path, caplog, output):
     if output == "nothing committed":
         R.remove_shard(store, sid)
     if output.startswith("no manifest"):
-        store.delete(R.MANIFEST)
+        store.delete(MANIFEST)
     if output.endswith("changed"):
         for f in files:
             with open(f.path, "ab") as fh:
