@@ -224,13 +224,18 @@ def _keep_token_auth() -> bool:
     return False
 
 
-def stop_actors(actors: list, refs, timeout: float = 5.0) -> None:
+def stop_actors(actors: list, refs, here: list[int] | None = None, timeout: float = 5.0) -> None:
     """A stopped run: kill its actors (no restart) and wait, briefly, until their tasks in flight have ended,
-    i.e. the actors are gone and none of them can still commit a shard after the driver's clean-up."""
+    i.e. the actors are gone and none of them can still commit a shard after the driver's clean-up. Ray may
+    report a killed actor's task as failed before its process has exited; `here` (pids of the actors on this
+    node) is waited on until the processes are really gone."""
+    import time
+
     import ray
 
     if not actors or not ray.is_initialized():
         return
+    t0 = time.monotonic()
     for a in actors:
         try:
             ray.kill(a, no_restart=True)
@@ -242,4 +247,14 @@ def stop_actors(actors: list, refs, timeout: float = 5.0) -> None:
             ray.wait(pending, num_returns=len(pending), timeout=timeout)
         except Exception:  # noqa: BLE001
             pass
+    if here:
+        import psutil
+
+        procs = []
+        for pid in here:
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=max(0.1, timeout - (time.monotonic() - t0)))
     log.info("stopped: %d workers killed, %d shards in flight", len(actors), len(pending))

@@ -63,6 +63,9 @@ def _make_worker_class(ray):
         def pid(self) -> int:
             return os.getpid()
 
+        def where(self) -> tuple[str, int]:
+            return self.node, os.getpid()
+
         def run(self, shard: Shard) -> dict:
             self.annotator.on_file = tally_for(self.board, shard.shard_id)  # executors/ray_progress.py
             summary = process_shard(self.annotator, shard, self.out, self.run_id)
@@ -86,6 +89,7 @@ def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: 
     `progress`: a ProgressLine the workers tell of every file read (executors/ray_progress.py), or None."""
     actors: list = []
     refs = _Sent()
+    here: list[int] = []  # pids of the actors on the driver's own node: a stop waits until they are gone
     recorded: set[str] = set()
 
     def record(summary: dict) -> None:
@@ -94,9 +98,9 @@ def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: 
 
     board = RayBoard(init_ray(cfg), progress) if progress is not None else None
     try:
-        return _run_ray_actors(cfg, plan, shards, out, run_id, record, actors, refs, board)
+        return _run_ray_actors(cfg, plan, shards, out, run_id, record, actors, refs, board, here)
     except KeyboardInterrupt:
-        stop_actors(actors, refs)
+        stop_actors(actors, refs, here)
         # A shard can commit and its actor die before the reply: the markers on storage say what is done.
         for sid in set(refs.ever) - recorded:
             if out.exists(shard_marker(sid)):
@@ -120,7 +124,7 @@ class _Sent(dict):
 
 
 def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable,
-                    actors: list, in_flight: dict, board=None) -> list[dict]:
+                    actors: list, in_flight: dict, board=None, here: list | None = None) -> list[dict]:
     ray = init_ray(cfg)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -147,7 +151,10 @@ def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store,
     log.info("ray: %d workers (cluster: %g CPU, %g GPU), %d shards: %s", n_workers, float(res.get("CPU", 0)),
              float(res.get("GPU", 0)), len(shards), describe(slots, per))
     t_start = time.time()
-    ray.get([w.pid.remote() for w in workers])  # models loaded: the rest is steady-state work
+    me = ray.get_runtime_context().get_node_id()
+    placed = ray.get([w.where.remote() for w in workers])  # models loaded: the rest is steady-state work
+    if here is not None:
+        here.extend(pid for node, pid in placed if node == me)
     log.info("workers ready in %.1f s", time.time() - t_start)
     from ray.exceptions import RayActorError
 
