@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .cli_args import build_config  # noqa: F401 (re-exported)
+from .cli_args import build_config
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

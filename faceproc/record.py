@@ -52,10 +52,13 @@ class RunRecord:
     def n_done(self) -> int:
         return sum(1 for v in self.manifest["shards"].values() if v["state"] == "done")
 
+    def _done(self, sid: str, marker: dict) -> None:
+        self.manifest["shards"][sid].update(state="done", faces=marker.get("faces"), seconds=marker.get("seconds"),
+                                            node=marker.get("node", "local"))
+
     def shard_done(self, summary: dict) -> None:
         """A shard committed (its marker `summary`); written when the last write is WRITE_EVERY seconds old."""
-        self.manifest["shards"][summary["shard"]].update(state="done", faces=summary["faces"],
-                                                         seconds=summary["seconds"], node=summary.get("node", "local"))
+        self._done(summary["shard"], summary)
         if time.time() - self._written > WRITE_EVERY:
             self.write()
             self._written = time.time()
@@ -66,8 +69,7 @@ class RunRecord:
         shards = self.manifest["shards"]
         for sid, marker in committed.items():
             if sid in shards and shards[sid].get("state") != "done":
-                shards[sid].update(state="done", faces=marker.get("faces"), seconds=marker.get("seconds"),
-                                   node=marker.get("node", "local"))
+                self._done(sid, marker)
         self.manifest.update(state="interrupted", finished=time.time())
         self.write()
 

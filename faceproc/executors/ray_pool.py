@@ -9,7 +9,6 @@ before the driver cleans up, so no shard commits behind its back.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,7 +18,6 @@ from ..cluster import init_ray, release_embedded_ray, stop_actors
 from ..config import Config
 from ..discover import Shard
 from ..plan import RunPlan
-from ..runstate import shard_marker
 from ..storage import Store
 from . import process_shard
 from .placement import describe, plan_slots
@@ -86,41 +84,21 @@ def run_ray(cfg: Config, shards: list[Shard], out: Store, run_id: str, on_done: 
             progress=None) -> list[dict]:
     """The shards on Ray actors. Stopped (Ctrl-C, SIGTERM), the actors are killed before the stop goes on, so
     no shard commits after the driver has cleaned up: the shard in flight is dropped or committed whole.
-    `progress`: a ProgressLine the workers tell of every file read (executors/ray_progress.py), or None."""
+    `progress`: a ProgressLine the workers tell of every file read (executors/ray_progress.py), or None.
+    A shard that committed but whose reply never came (its actor killed after the marker) is recorded by the
+    engine from the markers on storage (RunRecord.interrupted), for either executor."""
     actors: list = []
-    refs = _Sent()
+    refs: dict = {}  # ref -> (worker, shard, attempt) of the shards in flight: a stop waits for these
     here: list[int] = []  # pids of the actors on the driver's own node: a stop waits until they are gone
-    recorded: set[str] = set()
-
-    def record(summary: dict) -> None:
-        on_done(summary)
-        recorded.add(summary["shard"])
-
     board = RayBoard(init_ray(cfg), progress) if progress is not None else None
     try:
-        return _run_ray_actors(cfg, plan, shards, out, run_id, record, actors, refs, board, here)
+        return _run_ray_actors(cfg, plan, shards, out, run_id, on_done, actors, refs, board, here)
     except KeyboardInterrupt:
         stop_actors(actors, refs, here)
-        # A shard can commit and its actor die before the reply: the markers on storage say what is done.
-        for sid in set(refs.ever) - recorded:
-            if out.exists(shard_marker(sid)):
-                on_done(json.loads(out.read_text(shard_marker(sid))))
         raise
     finally:
         if board is not None:
             board.stop()
-
-
-class _Sent(dict):
-    """ref -> (worker, shard, attempt) of the shards in flight, remembering every shard ever sent (`ever`)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ever: dict[str, Shard] = {}
-
-    def __setitem__(self, ref, value) -> None:
-        super().__setitem__(ref, value)
-        self.ever[value[1].shard_id] = value[1]
 
 
 def _run_ray_actors(cfg: Config, plan: RunPlan, shards: list[Shard], out: Store, run_id: str, on_done: Callable,
