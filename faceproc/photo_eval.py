@@ -53,9 +53,10 @@ def _summary(err: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
     return {"n": n, "age_mae": float(err.mean()) if n else None, "gender_acc": float(correct.mean()) if n else None}
 
 
-def _scored(rows: list[tuple]) -> dict[str, Any]:
+def _scored(rows: list[tuple]) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
     """rows: (key, true age, true gender, age, female_prob, face size). Faces whose estimate was withheld
-    (too small or blurry: no age) are counted apart, not scored."""
+    (too small or blurry: no age) are counted apart, not scored. Returns (figures, scored rows, |age error|,
+    gender right) so that callers can cut the same rows by face size."""
     est = [r for r in rows if r[3] == r[3] and r[3] is not None]  # NaN/None: withheld
     arr = np.array([r[1:] for r in est], np.float64).reshape(-1, 5)
     err = np.abs(arr[:, 2] - arr[:, 0])
