@@ -157,7 +157,7 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
             if not todo:
                 failed = []
             elif engine == "local":
-                failed = _run_local(plan.for_workers(os.cpu_count() or 1), todo, out, run_id, on_done, **per_file)
+                failed = _run_local(plan, todo, out, run_id, on_done, **per_file)
             else:
                 failed = _run_ray(plan.config, todo, out, run_id, on_done, plan, **per_file)
     except KeyboardInterrupt:
@@ -170,10 +170,10 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
             bar.close()
         if quiet is not None:
             quiet.restore()
-    out.delete_tree(STAGING)  # empty once every shard has committed or failed
     if not failed and plan.run.compact_below:
         after = compact_when_due(out, committed, plan.run.compact_below, plan.run.shard_size)
         record.compacted(committed, after)
+    out.delete_tree(STAGING)  # empty once every shard (compaction's too) has committed or failed
     if plan.run.previews:  # before the run's end is recorded, so that its seconds count them
         from .preview import write_previews
 

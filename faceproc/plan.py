@@ -38,6 +38,12 @@ class ModelFactory:
 
         return AgeGenderPredictor(spec)
 
+    def threads_pay(self, spec: ModelSpec) -> bool:
+        """Whether worker threads of one process beat one worker there (the in-process engine asks)."""
+        from .agegender.runtime import uses_openvino
+
+        return uses_openvino(spec)
+
 
 # A factory named here ("module:Class") replaces the real models for whole processes that a test starts
 # (the CLI in a child process, a run a test kills); in-process callers pass `models=` instead.

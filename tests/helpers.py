@@ -76,6 +76,9 @@ class FakeModels(ModelFactory):
     def predictor(self, spec):
         return self.predictor_class(spec)
 
+    def threads_pay(self, spec):
+        return True  # the stand-ins are cheap and thread-safe: tests run the in-process engine's threads
+
 
 def make_tree(root, n=7):
     for i in range(n):

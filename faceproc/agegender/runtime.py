@@ -50,6 +50,19 @@ def _openvino_call(xml: str, threads: int = 0):
     return call
 
 
+def uses_openvino(spec: ModelSpec) -> bool:
+    """Whether a predictor built from `spec` runs on OpenVINO (no TensorFlow in the process). The in-process
+    engine asks it: OpenVINO models load in a blink and release the GIL, so worker threads pay; Keras ones
+    cost seconds each to load and share TensorFlow's thread pool, so one worker is quicker there."""
+    s = spec.settings
+    use_ir = spec.ir is not None and (s.runtime == "openvino" or (s.runtime == "auto" and not _gpu_visible()))
+    if use_ir and not _has_openvino():
+        if s.runtime == "openvino":
+            raise ImportError("model.runtime = openvino needs the openvino package (pip install openvino)")
+        return False
+    return use_ir
+
+
 class AgeGenderPredictor:
     """prepare once (load + trace), then predict(crops) -> (age years, female probability)."""
 
@@ -59,13 +72,7 @@ class AgeGenderPredictor:
         self.spec, s = spec, spec.settings
         self.preprocess = NORMALISATIONS[spec.normalisation]
         self.batch_size = int(s.batch_size) or 64  # 0 = auto: 64 on Keras, 16 on OpenVINO (below)
-        use_ir = model is None and spec.ir is not None and (s.runtime == "openvino" or (
-            s.runtime == "auto" and not _gpu_visible()))
-        if use_ir and not _has_openvino():
-            if s.runtime == "openvino":
-                raise ImportError("model.runtime = openvino needs the openvino package (pip install openvino)")
-            use_ir = False
-        if use_ir:  # no TensorFlow at all in this process
+        if model is None and uses_openvino(spec):  # no TensorFlow at all in this process
             self.model, self.runtime = None, "openvino"
             # On a CPU core 16 crops a call beat 64 (their activations stay in cache): 2.23 vs 2.66 s for the
             # 711 faces of the photos corpus (benchmarks/annotate.py, predict_seconds_by_batch).

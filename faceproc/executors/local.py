@@ -1,17 +1,26 @@
-"""The in-process executor (`--engine local`): the shards of the plan, one after another, in this process.
+"""The in-process executor (`--engine local`): the shards of the plan on worker threads of this process.
 
-The plan is cut as for the Ray engine on this machine (`local_workers`: as many workers as Ray would start
-here), so progress is kept in the same small shards: a stop (Ctrl-C, SIGTERM: faceproc/signals.py) loses
-at most the shard in flight, and the same command again finishes the rest.
+One thread per CPU share (`local_workers`, as many workers as Ray would start here), each with its own
+detector and model on one inference thread: decoding and both runtimes release the GIL, so the threads use
+the cores as Ray's actors would, without starting Ray (~7 s on 2 CPUs: docs/performance.md). The plan is
+cut as for Ray, so progress is kept in the same small shards: a stop (Ctrl-C, SIGTERM: faceproc/signals.py)
+lets every thread drop its shard in flight at the next file (commit_shard removes its files), committed
+shards stay, and the same command again finishes the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from typing import Callable
 
 log = logging.getLogger("faceproc")
+
+
+class _Stopped(Exception):
+    """Raised inside a worker thread's shard at the next file once the run is stopping."""
 
 
 def local_workers(cfg) -> int:
@@ -24,25 +33,86 @@ def local_workers(cfg) -> int:
 
 
 def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=None) -> list[dict]:
-    """Annotate and commit each shard in turn; a failed shard is reported and the rest goes on. A stop
-    signal propagates from inside a shard: its files are removed by commit_shard, committed shards stay.
-    `plan`: the RunPlan for this process's workers (RunPlan.for_workers); `progress`: a ProgressLine told of
-    every file as it is read (faceproc/progress.py), or None."""
-    from . import process_shard
+    """Annotate and commit every shard on `local_workers` threads; `on_done(summary)` runs in the calling
+    thread for each committed shard. A failed shard is reported and the rest goes on; a full disk stops all.
+    `plan`: the driver's RunPlan (each thread takes its CPU share of it: RunPlan.for_workers); `progress`: a
+    ProgressLine told of every file as it is read (faceproc/progress.py), or None."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # a Keras model: one worker with all the threads (two Keras copies load slower than they then gain:
+    # 18.4 s against 12.6 s for 16 photos, measured on 2 CPUs)
+    threads = local_workers(plan.config) if plan.models.threads_pay(plan.model) else 1
+    n = max(1, min(threads, len(shards)))
+    todo: queue.Queue = queue.Queue()
+    for shard in shards:
+        todo.put(shard)
+    results: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    worker_plan = plan.for_workers(max(1, cpus // n))
+    threads = [threading.Thread(target=_worker, args=(worker_plan, todo, results, stop, out, run_id, progress),
+                                name=f"faceproc-worker-{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    failed, fatal, running = [], None, n
+    try:
+        while running:
+            kind, shard_id, value = results.get()  # interruptible: a stop signal raises here
+            if kind == "exit":
+                running -= 1
+            elif kind == "done":
+                on_done(value)
+            elif kind == "fatal":  # every later shard would fail the same way: stop and say so
+                fatal = fatal or value
+                stop.set()
+            else:
+                log.error("shard %s failed: %s", shard_id, value)
+                failed.append({"shard": shard_id, "error": f"{type(value).__name__}: {value}"})
+    finally:
+        stop.set()  # on a stop: each thread drops its shard at the next file; then none commits behind our back
+        for t in threads:
+            t.join()
+    if fatal is not None:
+        raise fatal
+    return failed
+
+
+def _worker(plan, todo: queue.Queue, results: queue.Queue, stop: threading.Event, out, run_id: str,
+            progress) -> None:
+    """One thread: load the models, then take shards until none is left or the run stops."""
     from ..pipeline import Annotator
     from ..progress import ShardTally
     from ..runstate import _is_disk_full
+    from . import process_shard
 
-    annotator = Annotator(plan)
-    failed = []
-    for shard in shards:
-        if progress is not None:
-            annotator.on_file = ShardTally(progress.shard_status, shard.shard_id)
-        try:
-            on_done(process_shard(annotator, shard, out, run_id))
-        except Exception as e:  # a shard-level failure is reported, the rest goes on
-            if _is_disk_full(e):
-                raise  # every later shard would fail the same way: stop and say so
-            log.error("shard %s failed: %s", shard.shard_id, e)
-            failed.append({"shard": shard.shard_id, "error": f"{type(e).__name__}: {e}"})
-    return failed
+    try:
+        annotator = None
+        while not stop.is_set():
+            try:
+                shard = todo.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                if annotator is None:
+                    annotator = Annotator(plan)
+                tally = ShardTally(progress.shard_status, shard.shard_id) if progress is not None else None
+                annotator.on_file = _StopCheck(stop, tally)
+                results.put(("done", shard.shard_id, process_shard(annotator, shard, out, run_id)))
+            except _Stopped:
+                break
+            except Exception as e:  # a shard-level failure is reported, the rest goes on
+                results.put(("fatal" if _is_disk_full(e) else "failed", shard.shard_id, e))
+    finally:
+        results.put(("exit", None, None))
+
+
+class _StopCheck:
+    """The per-file hook: raises `_Stopped` once the run is stopping (the shard is then dropped: commit_shard),
+    else tells the progress line."""
+
+    def __init__(self, stop: threading.Event, tally):
+        self.stop, self.tally = stop, tally
+
+    def __call__(self, n_faces: int) -> None:
+        if self.stop.is_set():
+            raise _Stopped()
+        if self.tally is not None:
+            self.tally(n_faces)

@@ -1,0 +1,112 @@
+"""The in-process engine runs its shards on one thread per worker (executors/local.py): the threads really
+work at once, their rows equal one thread's, a stop or a full disk ends every thread, and a run that
+compacts leaves no staging folder behind."""
+
+import threading
+
+import pandas as pd
+import pytest
+
+from faceproc.engine import annotate
+from tests.helpers import FakeModels, FakePredictor, cfg_for_tests, make_tree
+
+
+def rows(out):
+    faces = pd.read_parquet(out / "faces").drop(columns=["run_id"])
+    images = pd.read_parquet(out / "images").drop(columns=["run_id", "elapsed_ms", "shard"])
+    faces, images = (t.astype({c: str for c in t.columns if t[c].dtype == "category"}) for t in (faces, images))
+    return (faces.sort_values(["image_path", "face_index"]).reset_index(drop=True),
+            images.sort_values("image_path").reset_index(drop=True))
+
+
+class Meeting(FakePredictor):
+    """Each worker's first model call waits for the other's: with one thread at a time it times out."""
+
+    barrier = threading.Barrier(2, timeout=20)
+    threads: set = set()
+
+    def __init__(self, spec=None):
+        super().__init__(spec)
+        self.met = False
+
+    def predict(self, crops):
+        Meeting.threads.add(threading.current_thread().name)
+        if not self.met:
+            self.met = True
+            Meeting.barrier.wait()
+        return super().predict(crops)
+
+
+def test_two_workers_run_at_once_and_write_the_rows_of_one(tmp_path):
+    make_tree(tmp_path / "in", 24)
+    one = annotate([str(tmp_path / "in")], tmp_path / "one", cfg_for_tests(workers=1), engine="local",
+                   models=FakeModels())
+    assert not one["failed_shards"]
+    two = annotate([str(tmp_path / "in")], tmp_path / "two", cfg_for_tests(workers=2), engine="local",
+                   models=FakeModels(Meeting))
+    assert not two["failed_shards"], two["failed_shards"]  # a broken barrier would fail a shard
+    assert len(Meeting.threads) == 2
+    for a, b in zip(rows(tmp_path / "one"), rows(tmp_path / "two")):
+        pd.testing.assert_frame_equal(a, b)
+
+
+class Failing(FakePredictor):
+    def predict(self, crops):
+        raise RuntimeError("model broke")
+
+
+def test_a_failing_shard_is_reported_and_the_others_commit(tmp_path):
+    make_tree(tmp_path / "in", 12)
+
+    class OneBad(FakePredictor):
+        def predict(self, crops):
+            if threading.current_thread().name.endswith("-0") and not getattr(OneBad, "done", False):
+                OneBad.done = True
+                raise RuntimeError("model broke")
+            return super().predict(crops)
+
+    out = tmp_path / "out"
+    rep = annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, shard_size=2, compact_below=0),
+                   engine="local", models=FakeModels(OneBad))
+    # a failing model call costs its photos a `failed` row, not the shard; so every shard commits
+    images = pd.read_parquet(out / "images")
+    assert len(images) == 13 and images.image_path.is_unique
+    assert (images.status == "failed").sum() >= 1
+    assert not rep["failed_shards"]
+
+
+def test_a_compacting_run_leaves_no_staging_folder(tmp_path):
+    import json
+
+    make_tree(tmp_path / "in", 60)
+    out = tmp_path / "out"
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, compact_below=64), engine="local",
+             models=FakeModels())
+    assert json.loads((out / "manifest.json").read_text())["history"][-1]["shards_run"] >= 8
+    assert len(list((out / "_shards").glob("*.json"))) == 1  # the small shards were merged
+    assert not (out / "_staging").exists()
+
+
+def test_a_full_disk_on_one_thread_stops_every_thread(tmp_path, monkeypatch):
+    import errno
+
+    import faceproc.runstate as R
+    from faceproc.engine import DiskFull
+
+    make_tree(tmp_path / "in", 24)
+    real = R._commit
+    calls = [0]
+
+    def full(store, shard_id, marker):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(store, shard_id, marker)
+
+    monkeypatch.setattr(R, "_commit", full)
+    out = tmp_path / "out"
+    with pytest.raises(DiskFull):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, shard_size=1), engine="local",
+                 models=FakeModels())
+    assert calls[0] < 25  # the threads stopped taking shards
+    assert not [t for t in threading.enumerate() if t.name.startswith("faceproc-worker")]
