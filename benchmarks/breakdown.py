@@ -105,7 +105,7 @@ class Breakdown:
         driver = {k: self._sum(k) for k in ("discovery", "resume", "models", "cluster")}
         startup = {"python_and_imports": self.t_call - self.process_start, **driver,
                    "workers": first - ex0, "other": ex0 - self.t_call - sum(driver.values())}
-        workers = len({(s.get("node"), s.get("pid")) for s in sm})
+        workers = len({(s.get("node"), s.get("pid"), s.get("worker")) for s in sm})
         busy = {k: sum(s.get("stages", {}).get(k, 0) for s in sm) for k, _ in STAGES}
         seconds = sum(s["seconds"] for s in sm)
         busy["other"] = seconds - sum(v for k, v in busy.items() if k != "commit")

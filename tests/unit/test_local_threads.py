@@ -50,17 +50,13 @@ def test_two_workers_run_at_once_and_write_the_rows_of_one(tmp_path):
         pd.testing.assert_frame_equal(a, b)
 
 
-class Failing(FakePredictor):
-    def predict(self, crops):
-        raise RuntimeError("model broke")
-
-
 def test_a_failing_shard_is_reported_and_the_others_commit(tmp_path):
     make_tree(tmp_path / "in", 12)
 
     class OneBad(FakePredictor):
         def predict(self, crops):
-            if threading.current_thread().name.endswith("-0") and not getattr(OneBad, "done", False):
+            real = crops.any()  # not the warm-up's zeros
+            if real and threading.current_thread().name.endswith("-0") and not getattr(OneBad, "done", False):
                 OneBad.done = True
                 raise RuntimeError("model broke")
             return super().predict(crops)
@@ -109,4 +105,17 @@ def test_a_full_disk_on_one_thread_stops_every_thread(tmp_path, monkeypatch):
         annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, shard_size=1), engine="local",
                  models=FakeModels())
     assert calls[0] < 25  # the threads stopped taking shards
+    assert not [t for t in threading.enumerate() if t.name.startswith("faceproc-worker")]
+
+
+def test_a_model_that_cannot_load_stops_the_run_with_its_error(tmp_path):
+    class Unloadable(FakePredictor):
+        def __init__(self, spec=None):
+            raise OSError("weights unreadable")
+
+    make_tree(tmp_path / "in", 12)
+    with pytest.raises(OSError, match="weights unreadable"):
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(workers=2), engine="local",
+                 models=FakeModels(Unloadable))
+    assert not list((tmp_path / "out" / "_shards").glob("*.json"))
     assert not [t for t in threading.enumerate() if t.name.startswith("faceproc-worker")]

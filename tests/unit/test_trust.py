@@ -264,8 +264,8 @@ class Killed(FakePredictor):
     n = 0
 
     def predict(self, crops):
-        Killed.n += 1
-        if Killed.n == 2:
+        Killed.n += bool(crops.any())  # the workers' warm-up calls (zeros) do not count
+        if Killed.n == 3:  # one photo a shard, two workers: the third call's worker has committed a shard
             os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, in the middle of a shard
         return super().predict(crops)
 
