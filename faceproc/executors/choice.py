@@ -1,7 +1,7 @@
 """`--engine auto` (the default, issue 23.4): small runs in this process, the rest on Ray.
 
 Starting Ray and an actor per CPU, each loading the models, costs seconds that a few photos never win back:
-in this process the models load once and use every core's threads. So `auto` runs in-process when the work
+in this process a worker thread per CPU loads its models in a blink (executors/local.py). So `auto` runs in-process when the work
 is small (at most AUTO_LOCAL_FILES files to do, which a resumed run counts after what is done) or when this
 machine has one CPU (one actor would do what this process does, later), and on Ray otherwise. "Small"
 depends on the CPUs: Ray's actors win back their start-up faster the more of them there are. A cluster
@@ -23,7 +23,9 @@ ENGINES = ("auto", "ray", "local")
 # the first 50 and 28.4 s for all, Ray 16.7 s and 31.4 s: Ray starts ~4 s later and then gains ~0.0075 s a
 # photo, so it overtakes after ~500 files on 2 CPUs. With more CPUs it gains more a photo (an actor per
 # CPU against one process's threads) and overtakes sooner; the 1/CPUs scaling is an assumption, measured
-# at 2 CPUs only, with a floor of a few dozen files.
+# at 2 CPUs only, with a floor of a few dozen files. Re-measured once the in-process engine ran a worker
+# thread per CPU (issue 22): 500 files (both photo sets and the mosaics, 3 folders), in-process 63.2 s,
+# Ray 64.6 s, the same rows: 500 is still where they cross on 2 CPUs.
 AUTO_LOCAL_FILES = 48
 AUTO_LOCAL_CPU_FILES = 1000
 
