@@ -119,3 +119,21 @@ def test_a_model_that_cannot_load_stops_the_run_with_its_error(tmp_path):
                  models=FakeModels(Unloadable))
     assert not list((tmp_path / "out" / "_shards").glob("*.json"))
     assert not [t for t in threading.enumerate() if t.name.startswith("faceproc-worker")]
+
+
+def test_worker_threads_only_where_the_model_runs_on_openvino(monkeypatch):
+    """The real factory's choice: the shipped model's OpenVINO copy -> threads; Keras (asked for, or a model
+    without a copy, or a GPU in view) -> one worker."""
+    from faceproc.agegender.spec import ModelSpec
+    from faceproc.config import Config
+    from faceproc.plan import ModelFactory
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cfg = Config()
+    assert ModelFactory().threads_pay(ModelSpec.resolve(cfg.model))
+    cfg.model.runtime = "keras"
+    assert not ModelFactory().threads_pay(ModelSpec.resolve(cfg.model))
+    assert not ModelFactory().threads_pay(ModelSpec.resolve(cfg_for_tests().model))  # random init: Keras
+    cfg.model.runtime = "auto"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert not ModelFactory().threads_pay(ModelSpec.resolve(cfg.model))
