@@ -126,6 +126,10 @@ class ShardTally:
 
 # ------------------------------------------------------------------------------ the closing summary
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def summary_lines(rep: dict) -> list[str]:
     """The run summary a person reads: counts, failures, what was not a row, the time, where the report is."""
     from .schema import READ_OK
@@ -135,14 +139,14 @@ def summary_lines(rep: dict) -> list[str]:
     tp = rep["throughput"]
     counts = rep["status_counts"]
     bad = {k: v for k, v in sorted(counts.items()) if k not in READ_OK}
-    lines = [f"{rep['files']} files ({counts.get('ok', 0)} with faces, {counts.get('no_faces', 0)} without), "
-             f"{rep['faces']} faces, {rep['failed_files']} files failed"
+    lines = [f"{_n(rep['files'], 'file')} ({counts.get('ok', 0)} with faces, {counts.get('no_faces', 0)} without), "
+             f"{_n(rep['faces'], 'face')}, {_n(rep['failed_files'], 'file')} failed"
              + (f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if bad else "")]
     lines += [f"not rows: {line}" for line in skipped_lines(rep.get("skipped"))]  # never silently
     if tp.get("last_run_seconds") is not None:
-        lines.append(f"last run: {tp['last_run_files']} files in {tp['last_run_seconds']:.1f} s")
+        lines.append(f"last run: {_n(tp['last_run_files'], 'file')} in {tp['last_run_seconds']:.1f} s")
     if rep.get("failed_shards"):
-        lines.append(f"{len(rep['failed_shards'])} shards failed: run the same command again to finish them")
+        lines.append(f"{_n(len(rep['failed_shards']), 'shard')} failed: run the same command again to finish them")
     lines.append(f"report: {join(rep['output'], 'report.html')}")
     return lines
 

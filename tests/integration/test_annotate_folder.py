@@ -43,7 +43,7 @@ def test_exit_code_and_message(run):
     root, spec, res = run
     assert res.exit_code == 0, res.output + repr(res.exception)
     n_bad = sum(s not in ("ok", "no_faces") for s in spec["expect"].values())
-    assert f"{n_bad} files failed" in res.output
+    assert f"{n_bad} file{'' if n_bad == 1 else 's'} failed" in res.output
 
 
 def test_one_row_per_file_with_the_right_status(run):

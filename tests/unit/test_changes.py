@@ -79,7 +79,7 @@ def test_photo_replaced_by_another_picture_is_redone(tmp_path, fakes):
     Image.fromarray(img).save(victim)
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
-    assert "last run: 1 files" in r.output  # exactly the changed file
+    assert "last run: 1 file in" in r.output  # exactly the changed file
     images = pd.read_parquet(out / "images").set_index("image_path")
     assert images.loc[str(victim), "bytes"] == victim.stat().st_size
     assert images.loc[str(victim), "status"] == "no_faces" and images.loc[str(victim), "width"] == 90

@@ -29,7 +29,7 @@ def test_a_finished_run_exits_0_and_files_with_a_bad_status_do_not_change_that(t
     make_tree(tmp_path / "in")
     r = cli(tmp_path / "in", "-o", tmp_path / "out")
     assert r.exit_code == 0, r.output
-    assert "8 files" in r.output and "1 files failed (not_an_image=1)" in r.output
+    assert "8 files" in r.output and "1 file failed (not_an_image=1)" in r.output
 
 
 def test_a_shard_that_fails_for_good_exits_2_and_a_rerun_finishes_it(tmp_path, fakes, monkeypatch):

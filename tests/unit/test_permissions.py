@@ -66,7 +66,7 @@ def test_unreadable_photo_is_a_row_and_an_unwritable_output_is_refused(tmp_path,
     got = dict(zip(images["image_path"].str.rsplit("/", n=1).str[-1], zip(images["status"], images["error"])))
     assert got["a.png"][0] == "ok"
     assert got["locked.png"][0] == "unreadable" and "Permission denied" in got["locked.png"][1]
-    assert "1 files failed (unreadable=1)" in r.stdout
+    assert "1 file failed (unreadable=1)" in r.stdout
     # an output folder this user may not write: refused before anything is written (exit 1)
     closed = workdir / "closed"
     closed.mkdir()

@@ -110,7 +110,7 @@ def test_the_log_of_a_terminal_run_holds_the_shard_lines_and_the_summary(tmp_pat
     log = (tmp_path / "out" / "faceproc.log").read_text()
     assert "to do in 1 shards" in log
     assert re.search(r"shard \w+ done \(9 files, 4 faces\) \| 1/1 shards", log)
-    assert "summary: 9 files (4 with faces, 4 without), 4 faces, 1 files failed" in log
+    assert "summary: 9 files (4 with faces, 4 without), 4 faces, 1 file failed" in log
     assert f"summary: report: {tmp_path / 'out' / 'report.html'}" in log
     assert "to do in 1 shards" in terminal_run  # the console log before the line starts ...
     assert " done (" not in terminal_run and "summary:" not in terminal_run  # ... and none while it is drawn
@@ -119,7 +119,7 @@ def test_the_log_of_a_terminal_run_holds_the_shard_lines_and_the_summary(tmp_pat
 def test_the_summary_says_when_work_is_unfinished():
     rep = {"files": 3, "faces": 0, "failed_files": 0, "output": "/o", "status_counts": {},
            "throughput": {"last_run_seconds": None}, "failed_shards": [{"shard": "x", "error": "boom"}]}
-    assert "1 shards failed: run the same command again to finish them" in summary_lines(rep)
+    assert "1 shard failed: run the same command again to finish them" in summary_lines(rep)
 
 
 class _InProcessRay:
