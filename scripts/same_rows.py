@@ -2,7 +2,7 @@
 compare the rows (run ids and timings aside). Issue 11's "behaviour stays the same". Also checks that the
 older commit's output resumes under this tree: the same fingerprint, and a rerun into it has nothing to do.
 
-    python scripts/same_rows.py --rev ece05a5 --input sample/ [--config configs/exact.yaml]
+    python scripts/same_rows.py --rev ece05a5 --input sample/ [--config configs/exact.yaml [--both]]
 
 The older commit runs from a `git worktree` in a temporary folder; both runs use --engine local. Pass a
 config that pins this tree to the older runtimes (detector.scrfd.runtime: onnxruntime, model.runtime:
@@ -82,13 +82,15 @@ def main() -> int:
     ap.add_argument("--rev", required=True)
     ap.add_argument("--input", required=True)
     ap.add_argument("--config", help="config for this tree's run (e.g. pinning the older runtimes)")
+    ap.add_argument("--both", action="store_true", help="give --config to the older commit's run too (a "
+                    "commit that knows its keys: e.g. configs/exact_runtimes.yaml on both sides of a refactor)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         subprocess.run(["git", "worktree", "add", "--detach", str(d / "old"), a.rev], cwd=REPO, check=True,
                        capture_output=True)
         try:
-            run(d / "old", os.path.abspath(a.input), d / "out-old", None)
+            run(d / "old", os.path.abspath(a.input), d / "out-old", os.path.abspath(a.config) if a.config and a.both else None)
             run(REPO, os.path.abspath(a.input), d / "out-new", os.path.abspath(a.config) if a.config else None)
             problems = compare(d / "out-old", d / "out-new")
             problems += resumes(d / "out-old", os.path.abspath(a.input), os.path.abspath(a.config) if a.config else None)
