@@ -82,12 +82,17 @@ def test_model_failing_on_one_batch_leaves_the_other_batches(tmp_path, fakes, mo
 
     monkeypatch.setattr(P, "FLUSH_CROPS", 1)  # one photo a batch
 
+    import threading
+
     class SecondBatchBroken(FakePredictor):
         n = [0]
+        lock = threading.Lock()  # the in-process engine's worker threads share the count
 
         def predict(self, crops):
-            SecondBatchBroken.n[0] += bool(crops.any())  # the workers' warm-up calls (zeros) do not count
-            if SecondBatchBroken.n[0] == 2:
+            with SecondBatchBroken.lock:
+                SecondBatchBroken.n[0] += bool(crops.any())  # the workers' warm-up calls (zeros) do not count
+                second = SecondBatchBroken.n[0] == 2 and crops.any()
+            if second:
                 raise ValueError("model exploded")
             return super().predict(crops)
 

@@ -255,17 +255,20 @@ def test_disk_full_keeps_finished_shards_and_shows_nothing_half_written(tmp_path
 
 
 SIGTERMED_RUN = r"""
-import os, signal, sys, json
+import os, signal, sys, json, threading
 from tests.helpers import FakeModels, FakePredictor, cfg_for_tests
 from faceproc.engine import Interrupted, annotate
 
 
 class Killed(FakePredictor):
     n = 0
+    lock = threading.Lock()  # two worker threads call the model: one count, one signal
 
     def predict(self, crops):
-        Killed.n += bool(crops.any())  # the workers' warm-up calls (zeros) do not count
-        if Killed.n == 3:  # one photo a shard, two workers: the third call's worker has committed a shard
+        with Killed.lock:
+            Killed.n += bool(crops.any())  # the workers' warm-up calls (zeros) do not count
+            third = Killed.n == 3 and crops.any()
+        if third:  # one photo a shard, two workers: the third call's worker has committed a shard
             os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, in the middle of a shard
         return super().predict(crops)
 
