@@ -165,6 +165,9 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
         record.interrupted(committed_shards(out))
         raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
                           f"same command again to finish the rest.") from None
+    except Exception as e:  # the run ends here: the manifest says `failed` and why, not `running` for ever
+        _record_failure(record, out, e)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -186,6 +189,15 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
     report = build_report(out, plan.run.faces_in_report)  # links and shows the previews
     report["failed_shards"] = failed
     return report
+
+
+def _record_failure(record: RunRecord, out: Store, e: Exception) -> None:
+    """The manifest's account of a run that an error ended; a second error while writing it (the disk that
+    is full, the store that went away) must not hide the first."""
+    try:
+        record.interrupted(committed_shards(out), error=f"{type(e).__name__}: {e}".splitlines()[0])
+    except Exception as second:
+        log.warning("could not record the run's failure in %s: %s", out.where(MANIFEST), second)
 
 
 def _progress_bar(progress: bool | None, n_files: int, todo_files: list, todo: list, n_done: int):

@@ -127,28 +127,43 @@ class Annotator:
         with_faces = [p for p in pending if p.crops is not None]
         if not with_faces:
             return
-        crops = np.concatenate([p.crops for p in with_faces])
         t0 = time.perf_counter()
         try:
-            ages, probs = self.predictor.predict(crops)
-        except Exception as e:
-            log.error("age/gender batch failed: %s", traceback.format_exc(limit=3))
-            for p in with_faces:
-                p.image_row.update(status=D.FAILED, error=f"age/gender: {type(e).__name__}: {e}", n_faces=None)
+            out = self._predict(np.concatenate([p.crops for p in with_faces]))
+            results = np.split(out, np.cumsum([len(p.crops) for p in with_faces])[:-1])
+        except Exception:
+            # One photo's crops (or a passing fault) must not cost the other photos of the batch their rows:
+            # each is tried alone, and only a photo whose own crops fail is marked `failed`.
+            log.warning("age/gender batch of %d photos failed, trying them one by one: %s", len(with_faces),
+                        traceback.format_exc(limit=3))
+            results = [self._predict_alone(p) for p in with_faces]
+        per_face = (self._lap("agegender", t0) - t0) / sum(len(p.face_rows) for p in with_faces)
+        for p, res in zip(with_faces, results):
+            p.crops = None
+            if isinstance(res, Exception):
+                p.image_row.update(status=D.FAILED, error=f"age/gender: {type(res).__name__}: {res}", n_faces=None)
                 p.face_rows.clear()
-                p.crops = None
-            return
-        per_face = (self._lap("agegender", t0) - t0) / len(crops)
-        i = 0
-        for p in with_faces:
-            for f in p.face_rows:
+                continue
+            for f, (age, prob) in zip(p.face_rows, res):
                 f.update(model=self.plan.model.name, model_version=self.plan.model.version)
                 if not f.get("withheld"):  # a face too small or blurred to judge keeps null age and gender
-                    f.update(age=float(ages[i]), female_prob=float(probs[i]),
-                             gender="female" if probs[i] >= 0.5 else "male")
-                i += 1
+                    f.update(age=float(age), female_prob=float(prob), gender="female" if prob >= 0.5 else "male")
             p.t_image += per_face * len(p.face_rows)
-            p.crops = None
+
+    def _predict(self, crops: np.ndarray) -> np.ndarray:
+        """(age, female probability) a row per crop; a model that answers for fewer or more crops raises."""
+        ages, probs = self.predictor.predict(crops)
+        out = np.stack([np.asarray(ages).reshape(-1), np.asarray(probs).reshape(-1)], 1)
+        if len(out) != len(crops):
+            raise ValueError(f"{len(crops)} face crops in, {len(out)} model answers out")
+        return out
+
+    def _predict_alone(self, p: _Pending) -> np.ndarray | Exception:
+        try:
+            return self._predict(p.crops)
+        except Exception as e:
+            log.error("age/gender failed on %s: %s", p.image_row["image_path"], traceback.format_exc(limit=3))
+            return e
 
     def annotate(self, entries: list[FileEntry], shard_id: str = "", run_id: str = "") -> ShardResult:
         t0 = time.perf_counter()

@@ -63,14 +63,18 @@ class RunRecord:
             self.write()
             self._written = time.time()
 
-    def interrupted(self, committed: dict[str, dict]) -> None:
-        """A stop. `committed`: the markers on disk (runstate.committed_shards): a stop that fell between a
-        shard's marker and its `shard_done` leaves the shard committed, and the manifest says so too."""
+    def interrupted(self, committed: dict[str, dict], error: str | None = None) -> None:
+        """A stop (`error`: None), or an error that ended the run (then the state is `failed`, with the error's
+        line: a model that cannot load, a node that cannot read the inputs, a full disk). `committed`: the
+        markers on disk (runstate.committed_shards): a stop that fell between a shard's marker and its
+        `shard_done` leaves the shard committed, and the manifest says so too."""
         shards = self.manifest["shards"]
         for sid, marker in committed.items():
             if sid in shards and shards[sid].get("state") != "done":
                 self._done(sid, marker)
-        self.manifest.update(state="interrupted", finished=time.time())
+        self.manifest.update(state="interrupted" if error is None else "failed", finished=time.time())
+        if error is not None:
+            self.manifest["error"] = error
         self.write()
 
     def compacted(self, before: dict[str, dict], after: dict[str, dict]) -> None:

@@ -21,6 +21,13 @@ from .choice import local_cpus
 log = logging.getLogger("faceproc")
 
 
+# The first inference calls of a process go one thread at a time: OpenVINO's Python binding initialises a
+# function-local static on its first numpy input, and inside it pybind11 takes the GIL to import numpy's API;
+# a second thread that holds the GIL and reaches the same static waits for it for ever (both threads of a
+# `faceproc annotate` were seen stuck so in their warm-up). Once one warm-up has run, the statics exist.
+_FIRST_CALLS = threading.Lock()
+
+
 class _Stopped(Exception):
     """Raised inside a worker thread's shard at the next file once the run is stopping."""
 
@@ -86,9 +93,10 @@ def _worker(plan, todo: queue.Queue, results: queue.Queue, stop: threading.Event
     from . import process_shard
 
     try:
-        try:  # the models load and warm up on every thread at once; one that cannot load stops the run
+        try:  # the models load on every thread at once, then warm up one by one; one that cannot load stops the run
             annotator = Annotator(plan)
-            annotator.warm_up()
+            with _FIRST_CALLS:
+                annotator.warm_up()
         except Exception as e:
             results.put(("fatal", None, e))
             return

@@ -44,22 +44,19 @@ def test_raising_detector_fails_only_its_photo(tmp_path, fakes, monkeypatch):
     assert "2 files failed" in r.output
 
 
-def test_raising_age_gender_model_fails_the_photos_of_its_batch_with_the_reason(tmp_path, fakes, monkeypatch):
-    """The model runs on batches of crops from many photos: a batch that raises marks the photos whose faces
-    were in it `failed` (they have no ages to record); photos without faces, broken files and the photos of
-    the next batch keep their rows."""
+def test_age_gender_model_that_always_raises_fails_the_photos_with_faces_with_the_reason(tmp_path, fakes):
+    """A model that raises on every batch (and on each photo alone) marks the photos whose faces it had to judge
+    `failed` (they have no ages to record); photos without faces and broken files keep their rows."""
 
-    class OnceBroken(FakePredictor):
-        broken = [True]
-
+    class Broken(FakePredictor):
         def predict(self, crops):
-            if crops.any() and (OnceBroken.broken.pop() if OnceBroken.broken else False):  # not the warm-up
+            if crops.any():  # not the workers' warm-up (zeros)
                 raise ValueError("model exploded")
             return super().predict(crops)
 
     make_tree(tmp_path / "in")
     rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100, workers=1), engine="local",
-                   models=FakeModels(OnceBroken))  # one shard, so one batch
+                   models=FakeModels(Broken))  # one shard, so one batch
     assert not rep["failed_shards"]
     got = statuses(tmp_path / "out")
     assert len(got) == 8
@@ -73,36 +70,99 @@ def test_raising_age_gender_model_fails_the_photos_of_its_batch_with_the_reason(
     assert images.loc[images["status"] != "no_faces", "n_faces"].isna().all()
     # a rerun keeps the finished shard as it is (a failed row is a result, not unfinished work)
     annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100, workers=1), engine="local",
-             models=FakeModels(OnceBroken))
+             models=FakeModels(Broken))
     assert statuses(tmp_path / "out") == got
+
+
+def _poisoned_tree(root):
+    """make_tree, plus poison.png: a photo with a face whose crop is bright (the stand-in model below chokes on it)."""
+    from PIL import Image
+
+    make_tree(root)
+    img = np.full((80, 100, 3), 220, np.uint8)
+    img[0, 0] = 255
+    Image.fromarray(img).save(root / "d1" / "poison.png")
+
+
+class Poisoned(FakePredictor):
+    """Raises on any batch that holds a bright crop: one photo that breaks the model, whatever batch it is in."""
+
+    def predict(self, crops):
+        if len(crops) and (crops.reshape(len(crops), -1).mean(1) > 180).any():
+            raise ValueError("poisoned")
+        return super().predict(crops)
+
+
+def test_photo_that_breaks_the_model_fails_alone_and_its_batch_keeps_its_rows(tmp_path, fakes):
+    """The model runs on batches of crops from many photos: when a batch raises, each of its photos is tried
+    alone, so only the photo whose own crops break the model is `failed`; its batch mates get their ages."""
+    _poisoned_tree(tmp_path / "in")
+    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100, workers=1), engine="local",
+                   models=FakeModels(Poisoned))  # one shard, so one batch with all five faces
+    assert not rep["failed_shards"]
+    got = statuses(tmp_path / "out")
+    assert got["poison.png"] == ("failed", "age/gender: ValueError: poisoned")
+    assert [got[n][0] for n in ("0.png", "2.png", "4.png", "6.png")] == ["ok"] * 4
+    faces = pd.read_parquet(tmp_path / "out" / "faces")
+    assert len(faces) == 4 and (faces["age"] == 33.0).all() and (faces["female_prob"] == np.float32(0.8)).all()
+    assert not faces["image_path"].str.endswith("poison.png").any()
+
+
+def test_passing_model_fault_costs_no_row(tmp_path, fakes, monkeypatch, caplog):
+    """A batch that raises once (a passing fault) and then works: every photo of it is tried again alone and
+    gets its ages; the log says so."""
+    import threading
+
+    class OnceBroken(FakePredictor):
+        broken = [True]
+        lock = threading.Lock()
+
+        def predict(self, crops):
+            with OnceBroken.lock:
+                fail = crops.any() and (OnceBroken.broken.pop() if OnceBroken.broken else False)
+            if fail:
+                raise ValueError("model exploded")
+            return super().predict(crops)
+
+    make_tree(tmp_path / "in")
+    with caplog.at_level("WARNING"):
+        annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100, workers=1), engine="local",
+                 models=FakeModels(OnceBroken))
+    got = statuses(tmp_path / "out")
+    assert [got[n][0] for n in ("0.png", "2.png", "4.png", "6.png")] == ["ok"] * 4
+    assert len(pd.read_parquet(tmp_path / "out" / "faces")) == 4
+    assert "age/gender batch of 4 photos failed, trying them one by one" in caplog.text
+
+
+def test_model_answering_for_the_wrong_number_of_faces_fails_the_photos_not_the_shard(tmp_path, fakes):
+    """A model that returns fewer answers than crops must not shift ages onto other faces or crash the shard."""
+
+    class Short(FakePredictor):
+        def predict(self, crops):
+            ages, probs = super().predict(crops)
+            return (ages[:-1], probs[:-1]) if crops.any() else (ages, probs)
+
+    make_tree(tmp_path / "in")
+    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100, workers=1), engine="local",
+                   models=FakeModels(Short))
+    assert not rep["failed_shards"]
+    got = statuses(tmp_path / "out")
+    for name in ("0.png", "2.png", "4.png", "6.png"):
+        assert got[name] == ("failed", "age/gender: ValueError: 1 face crops in, 0 model answers out"), name
 
 
 def test_model_failing_on_one_batch_leaves_the_other_batches(tmp_path, fakes, monkeypatch):
     import faceproc.pipeline as P
 
     monkeypatch.setattr(P, "FLUSH_CROPS", 1)  # one photo a batch
-
-    import threading
-
-    class SecondBatchBroken(FakePredictor):
-        n = [0]
-        lock = threading.Lock()  # the in-process engine's worker threads share the count
-
-        def predict(self, crops):
-            with SecondBatchBroken.lock:
-                SecondBatchBroken.n[0] += bool(crops.any())  # the workers' warm-up calls (zeros) do not count
-                second = SecondBatchBroken.n[0] == 2 and crops.any()
-            if second:
-                raise ValueError("model exploded")
-            return super().predict(crops)
-
-    make_tree(tmp_path / "in")
+    _poisoned_tree(tmp_path / "in")
     annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100), engine="local",
-             models=FakeModels(SecondBatchBroken))
+             models=FakeModels(Poisoned))
     got = statuses(tmp_path / "out")
     assert sorted(s for s, _ in got.values()) == ["failed", "no_faces", "no_faces", "no_faces", "not_an_image",
-                                                  "ok", "ok", "ok"]
-    assert len(pd.read_parquet(tmp_path / "out" / "faces")) == 3
+                                                  "ok", "ok", "ok", "ok"]
+    assert got["poison.png"][0] == "failed"
+    assert len(pd.read_parquet(tmp_path / "out" / "faces")) == 4
 
 
 def test_row_that_cannot_be_converted_costs_only_itself(tmp_path, fakes, monkeypatch):
@@ -157,3 +217,27 @@ def test_raising_decoder_costs_its_own_row(tmp_path, fakes, monkeypatch):
     annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100), engine="local")
     got = statuses(tmp_path / "out")
     assert got["4.png"] == ("corrupt", "MemoryError: decoder exploded") and got["6.png"][0] == "ok"
+
+
+def test_each_face_gets_the_answer_for_its_own_crop(tmp_path, fakes):
+    """Crops of many photos go through the model in one batch; the answers are dealt back photo by photo, face
+    by face. A stand-in whose age is the crop's mean grey level shows that no face gets another one's answer."""
+    from PIL import Image
+
+    class Grey(FakePredictor):
+        def predict(self, crops):
+            return crops.reshape(len(crops), -1).mean(1).astype(np.float32), np.full(len(crops), 0.3, np.float32)
+
+    (tmp_path / "in").mkdir()
+    levels = {f"{i}.png": 40 + 20 * i for i in range(6)}
+    for name, level in levels.items():
+        img = np.full((80, 100, 3), level, np.uint8)
+        img[0, 0] = 255
+        Image.fromarray(img).save(tmp_path / "in" / name)
+    annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(shard_size=100, workers=1), engine="local",
+             models=FakeModels(Grey))  # one shard, one batch of six crops
+    faces = pd.read_parquet(tmp_path / "out" / "faces")
+    got = dict(zip(faces["image_path"].str.rsplit("/", n=1).str[-1], faces["age"]))
+    assert sorted(got) == sorted(levels)
+    for name, level in levels.items():
+        assert abs(got[name] - level) < 2, (name, got[name])
