@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import warnings
 
 _MAKE, _MODEL, _EXIF_IFD = 0x010F, 0x0110, 0x8769
 _TAKEN, _OFFSET, _SUBSEC = 0x9003, 0x9011, 0x9291  # DateTimeOriginal, OffsetTimeOriginal, SubSecTimeOriginal
@@ -70,13 +69,11 @@ def tiff_fields(head: bytes) -> dict:
     if head[:4] not in (b"II*\x00", b"MM\x00*"):
         return dict(EMPTY)
     exif = Image.Exif()
-    with warnings.catch_warnings():  # Pillow warns on every damaged tag: the fields it could read are enough
-        warnings.simplefilter("ignore")
-        try:
-            exif.load(head)
-        except Exception:  # a damaged header costs the camera fields, not the photo
-            return dict(EMPTY)
-        return exif_fields(exif)
+    try:  # Pillow warns on every damaged tag (silenced where decode.py sets its filters): what it reads is enough
+        exif.load(head)
+    except Exception:  # a damaged header costs the camera fields, not the photo
+        return dict(EMPTY)
+    return exif_fields(exif)
 
 
 def exif_fields(exif) -> dict:
