@@ -5,8 +5,9 @@ calling both copies from two threads that start together, and counts the process
     python scripts/first_call_race.py --detector ../shared/models/insightface/models/buffalo_s/det_500m.onnx
     python scripts/first_call_race.py --detector ... --one-at-a-time   # the first calls under a lock
 
-Seen on 2 CPUs, openvino 2025.x: 14 of 40 processes hung at once; 0 of 40 with --one-at-a-time (and then 20
-more calls from both threads at once each, after the first ones)."""
+Seen on 2 CPUs, openvino 2026.4.1: with the first calls at once, 2 of 40 and 4 of 60 processes hung (and
+14 of 40 for the same child without the 20 calls after the first); with --one-at-a-time, 0 of 40 and 0 of 60
+(each thread then making 20 more calls at once with the other)."""
 
 from __future__ import annotations
 
