@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import warnings
 from dataclasses import dataclass, field
 
 import cv2
@@ -28,19 +27,6 @@ from .config import DecodeConfig
 from .storage import is_uri, read_bytes
 from .walk import extension
 
-_QUIETED: list = []  # the warning filter list that holds the decoders' filters (a list swapped in is filtered again)
-
-
-def _quiet_decoders() -> None:
-    """The decoders warn about every damaged EXIF tag or odd palette; a file's trouble is its row's status, not
-    console noise. Filters, not a `warnings.catch_warnings()` block per decode: such a block swaps the process-wide
-    filter list, and on the in-process engine's threads overlapping blocks printed warnings mid-decode and left
-    an `ignore everything` behind. Set again only when someone swapped the list (pytest does, per test)."""
-    if _QUIETED and _QUIETED[0] is warnings.filters:
-        return
-    for decoder in ("PIL", "rawpy", "pillow_heif"):
-        warnings.filterwarnings("ignore", module=decoder + r"(\.|$)")
-    _QUIETED[:] = [warnings.filters]
 
 Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a status instead of an exception
 
@@ -169,7 +155,7 @@ def _header_orientation(im: Image.Image) -> int:
 
 
 def _decode(fh, size: int, cfg: DecodeConfig, raw: bool = False) -> Decoded:
-    _quiet_decoders()
+    F.quiet_decoders()
     with fh:
         if size == 0:
             raise DecodeFailure(EMPTY, "zero-byte file")

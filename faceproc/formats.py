@@ -10,6 +10,7 @@ from the header, before the preview or the raw data is touched.
 from __future__ import annotations
 
 import io
+import warnings
 
 RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".nrw", ".arw", ".dng", ".raf", ".orf", ".rw2", ".pef", ".srw"})
 HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
@@ -19,6 +20,21 @@ IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS
 # Counted and named as videos in the summary (never decoded).
 VIDEO_EXTENSIONS = frozenset({".mov", ".mp4", ".m4v", ".avi", ".mkv", ".mts", ".m2ts", ".3gp", ".wmv", ".webm",
                               ".mpg", ".mpeg", ".flv", ".vob", ".mod", ".tod"})
+
+_QUIETED: list = []  # the warning filter list that holds the decoders' filters (a list swapped in is filtered again)
+
+
+def quiet_decoders() -> None:
+    """The decoders warn about every damaged EXIF tag or odd palette; a file's trouble is its row's status, not
+    console noise. Filters, not a `warnings.catch_warnings()` block per decode: such a block swaps the process-wide
+    filter list, and on the in-process engine's threads overlapping blocks printed warnings mid-decode and left
+    an `ignore everything` behind. Set again only when someone swapped the list (pytest does, per test)."""
+    if _QUIETED and _QUIETED[0] is warnings.filters:
+        return
+    for decoder in ("PIL", "rawpy", "pillow_heif"):
+        warnings.filterwarnings("ignore", module=decoder + r"(\.|$)")
+    _QUIETED[:] = [warnings.filters]
+
 
 _heif: str | None = None  # None: not tried yet; "" ready; else why HEIF cannot be read
 

@@ -12,6 +12,8 @@ import datetime as dt
 import os
 import re
 
+from .formats import quiet_decoders
+
 _MAKE, _MODEL, _EXIF_IFD = 0x010F, 0x0110, 0x8769
 _TAKEN, _OFFSET, _SUBSEC = 0x9003, 0x9011, 0x9291  # DateTimeOriginal, OffsetTimeOriginal, SubSecTimeOriginal
 _OFFSET_RE = re.compile(r"^[+-](?:0\d|1[0-4]):[0-5]\d$")
@@ -69,7 +71,8 @@ def tiff_fields(head: bytes) -> dict:
     if head[:4] not in (b"II*\x00", b"MM\x00*"):
         return dict(EMPTY)
     exif = Image.Exif()
-    try:  # Pillow warns on every damaged tag (silenced where decode.py sets its filters): what it reads is enough
+    quiet_decoders()  # Pillow warns on every damaged tag: the fields it could read are enough
+    try:
         exif.load(head)
     except Exception:  # a damaged header costs the camera fields, not the photo
         return dict(EMPTY)

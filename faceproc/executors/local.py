@@ -21,11 +21,25 @@ from .choice import local_cpus
 log = logging.getLogger("faceproc")
 
 
-# The first inference calls of a process go one thread at a time: OpenVINO's Python binding initialises a
-# function-local static on its first numpy input, and inside it pybind11 takes the GIL to import numpy's API;
-# a second thread that holds the GIL and reaches the same static waits for it for ever (both threads of a
-# `faceproc annotate` were seen stuck so in their warm-up). Once one warm-up has run, the statics exist.
-_FIRST_CALLS = threading.Lock()
+class _WarmUps:
+    """The first warm-up of a run goes alone, the others then at once. OpenVINO's Python binding initialises a
+    function-local static on its first numpy input, and inside it pybind11 takes the GIL to import numpy's API;
+    a second thread that holds the GIL and reaches the same static waits for it for ever (both threads of a
+    `faceproc annotate` were seen stuck so in their warm-up; scripts/first_call_race.py). Once one worker has
+    made the calls its shards make, the statics exist, and a machine with many cores need not warm up its
+    workers one by one."""
+
+    def __init__(self):
+        self.lock, self.done = threading.Lock(), threading.Event()
+
+    def __call__(self, annotator) -> None:
+        if not self.done.is_set():
+            with self.lock:
+                if not self.done.is_set():
+                    annotator.warm_up()
+                    self.done.set()
+                    return
+        annotator.warm_up()
 
 
 class _Stopped(Exception):
@@ -53,7 +67,8 @@ def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=
     results: queue.Queue = queue.Queue()
     stop = threading.Event()
     worker_plan = plan.for_workers(max(1, cpus // n))
-    threads = [threading.Thread(target=_worker, args=(worker_plan, todo, results, stop, out, run_id, progress),
+    warm_up = _WarmUps()
+    threads = [threading.Thread(target=_worker, args=(worker_plan, warm_up, todo, results, stop, out, run_id, progress),
                                 name=f"faceproc-worker-{i}", daemon=True) for i in range(n)]
     for t in threads:
         t.start()
@@ -84,7 +99,7 @@ def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=
     return failed
 
 
-def _worker(plan, todo: queue.Queue, results: queue.Queue, stop: threading.Event, out, run_id: str,
+def _worker(plan, warm_up: _WarmUps, todo: queue.Queue, results: queue.Queue, stop: threading.Event, out, run_id: str,
             progress) -> None:
     """One thread: load the models, then take shards until none is left or the run stops."""
     from ..pipeline import Annotator
@@ -93,10 +108,9 @@ def _worker(plan, todo: queue.Queue, results: queue.Queue, stop: threading.Event
     from . import process_shard
 
     try:
-        try:  # the models load on every thread at once, then warm up one by one; one that cannot load stops the run
+        try:  # the models load on every thread at once, then warm up (_WarmUps); one that cannot load stops the run
             annotator = Annotator(plan)
-            with _FIRST_CALLS:
-                annotator.warm_up()
+            warm_up(annotator)
         except Exception as e:
             results.put(("fatal", None, e))
             return

@@ -52,33 +52,42 @@ def test_two_workers_run_at_once_and_write_the_rows_of_one(tmp_path):
 
 
 class WarmUps(FakePredictor):
-    """Counts the warm-up calls (zeros) under way at once; each lasts long enough for another to overlap it."""
+    """Times the warm-up calls (zeros): the first lasts a while; the others wait for each other, so they must be
+    allowed to overlap."""
 
     lock = threading.Lock()
-    now, most, seen = [0], [0], [0]
+    spans: list = []  # (first?, start, end)
+    meet = threading.Barrier(2, timeout=10)
 
     def predict(self, crops):
         import time
 
         if not crops.any():
             with WarmUps.lock:
-                WarmUps.now[0] += 1
-                WarmUps.seen[0] += 1
-                WarmUps.most[0] = max(WarmUps.most[0], WarmUps.now[0])
-            time.sleep(0.3)
+                first = not WarmUps.spans and not getattr(WarmUps, "started", False)
+                WarmUps.started = True
+            t0 = time.monotonic()
+            if first:
+                time.sleep(0.3)
+            else:
+                WarmUps.meet.wait()
             with WarmUps.lock:
-                WarmUps.now[0] -= 1
+                WarmUps.spans.append((first, t0, time.monotonic()))
         return super().predict(crops)
 
 
-def test_the_workers_warm_up_one_at_a_time(tmp_path):
+def test_the_first_warm_up_goes_alone_and_the_others_together(tmp_path):
     """The runtimes' first calls deadlock when two threads make them at once (OpenVINO's binding: executors/
-    local.py), so the threads load at once but warm up one by one."""
+    local.py), so one worker warms up alone first; after it the others warm up at once, not one by one (a
+    machine with many cores would otherwise wait for them in turn)."""
     make_tree(tmp_path / "in", 24)
-    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(workers=2), engine="local",
+    rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(workers=3, shard_size=2), engine="local",
                    models=FakeModels(WarmUps))
     assert not rep["failed_shards"]
-    assert WarmUps.seen[0] == 2 and WarmUps.most[0] == 1
+    firsts = [s for s in WarmUps.spans if s[0]]
+    others = [s for s in WarmUps.spans if not s[0]]
+    assert len(firsts) == 1 and len(others) == 2
+    assert all(start >= firsts[0][2] for _, start, _ in others)  # none began before the first had finished
 
 
 def test_a_failing_shard_is_reported_and_the_others_commit(tmp_path):
