@@ -51,9 +51,13 @@ class ModelFile:
 
 def materialise(*files: ModelFile) -> tuple[list[str], Callable[[], None]]:
     """Paths a library can open on this node, in the order given, and what removes them: the driver's files as
-    they are, or, when the files carry their bytes, private copies in one temp folder (under their own names,
-    so an OpenVINO .xml finds its .bin), checked against their checksums."""
+    they are (checked against the checksums the plan took: a worker that starts later, or a Ray actor restarted
+    hours into a run, must not load weights replaced since), or, when the files carry their bytes, private copies
+    in one temp folder (under their own names, so an OpenVINO .xml finds its .bin), checked the same way."""
     if not any(f.data is not None for f in files):
+        for f in files:  # weights retrained or shipped over since the plan would be rows under the old label
+            if file_sha256(f.path) != f.sha256:
+                raise ValueError(f"{f.path} changed after the run was planned (sha256 differs); start the run again")
         return [f.path for f in files], lambda: None
     folder = tempfile.mkdtemp(prefix="faceproc-model-")
     try:

@@ -220,3 +220,21 @@ def test_a_worker_loads_the_age_gender_model_from_the_plans_bytes_when_the_file_
     damaged = replace(spec, keras=replace(spec.keras, data=b"not the model"))
     with pytest.raises(ValueError, match="arrived damaged"):
         AgeGenderPredictor(damaged)
+
+
+def test_a_worker_refuses_model_files_changed_since_the_plan(tmp_path):
+    """The plan labels the rows with the weights it hashed; a worker that loads later (a thread, a Ray actor
+    restarted hours into a run) from the path must find the same file, or refuse with the way out."""
+    from faceproc.modelfile import ModelFile, lasting_paths, local_paths
+
+    (tmp_path / "m.keras").write_bytes(b"the weights the plan saw")
+    (tmp_path / "det.onnx").write_bytes(b"a detector")
+    keras, det = ModelFile.at(tmp_path / "m.keras"), ModelFile.at(tmp_path / "det.onnx")
+    with local_paths(keras, det) as paths:
+        assert paths == [keras.path, det.path]  # unchanged: the files as they are, no copies
+    (tmp_path / "m.keras").write_bytes(b"weights retrained since")
+    with pytest.raises(ValueError, match="changed after the run was planned"):
+        with local_paths(keras):
+            pass
+    with pytest.raises(ValueError, match="changed after the run was planned"):
+        lasting_paths(object(), det, keras)
