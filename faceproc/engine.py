@@ -149,44 +149,46 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
                  summary["files"], summary["faces"], record.n_done(), record.n_shards,
                  done_files[0] / max(time.time() - t0, 1e-9))
 
-    # The shards on the chosen executor. A stop: the uncommitted rows removed, the manifest says
-    # interrupted, and `Interrupted` says what is kept.
+    # The shards on the chosen executor, then compaction, previews and the report. A stop at any point: the
+    # uncommitted rows removed, the manifest says interrupted, and `Interrupted` says what is kept; an error:
+    # the manifest says failed, and why.
     per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
     try:
-        with _stop_on_signals():
-            if not todo:
-                failed = []
-            elif engine == "local":
-                failed = _run_local(plan, todo, out, run_id, on_done, **per_file)
-            else:
-                failed = _run_ray(plan.config, todo, out, run_id, on_done, plan, **per_file)
+        try:
+            with _stop_on_signals():
+                if not todo:
+                    failed = []
+                elif engine == "local":
+                    failed = _run_local(plan, todo, out, run_id, on_done, **per_file)
+                else:
+                    failed = _run_ray(plan.config, todo, out, run_id, on_done, plan, **per_file)
+        finally:
+            if bar is not None:
+                bar.close()
+            if quiet is not None:
+                quiet.restore()
+        if not failed and plan.run.compact_below:
+            after = compact_when_due(out, committed, plan.run.compact_below, plan.run.shard_size)
+            record.compacted(committed, after)
+        out.delete_tree(STAGING)  # empty once every shard (compaction's too) has committed or failed
+        if plan.run.previews:  # before the run's end is recorded, so that its seconds count them
+            from .preview import write_previews
+
+            write_previews(out, plan.run.previews, plan.decode)
+        # The run's seconds: wall time from the start (models, Ray, shards) to the report, previews included.
+        record.finish(failed, {"run_started": t_start, "seconds": round(time.time() - t_start, 2),
+                               "shards_run": len(todo), "files_run": done_files[0], "engine": engine})
+        from .report import build_report
+
+        report = build_report(out, plan.run.faces_in_report)  # links and shows the previews
     except KeyboardInterrupt:
         remove_uncommitted(out)
         record.interrupted(committed_shards(out))
         raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
                           f"same command again to finish the rest.") from None
-    except Exception as e:  # the run ends here: the manifest says `failed` and why, not `running` for ever
+    except Exception as e:  # the run ends here: the manifest says `failed` and why, not `running` or `complete`
         _record_failure(record, out, e)
         raise
-    finally:
-        if bar is not None:
-            bar.close()
-        if quiet is not None:
-            quiet.restore()
-    if not failed and plan.run.compact_below:
-        after = compact_when_due(out, committed, plan.run.compact_below, plan.run.shard_size)
-        record.compacted(committed, after)
-    out.delete_tree(STAGING)  # empty once every shard (compaction's too) has committed or failed
-    if plan.run.previews:  # before the run's end is recorded, so that its seconds count them
-        from .preview import write_previews
-
-        write_previews(out, plan.run.previews, plan.decode)
-    # The run's seconds: wall time from the start (models, Ray, shards) to the report, previews included.
-    record.finish(failed, {"run_started": t_start, "seconds": round(time.time() - t_start, 2),
-                           "shards_run": len(todo), "files_run": done_files[0], "engine": engine})
-    from .report import build_report
-
-    report = build_report(out, plan.run.faces_in_report)  # links and shows the previews
     report["failed_shards"] = failed
     return report
 

@@ -69,8 +69,13 @@ class RunRecord:
         markers on disk (runstate.committed_shards): a stop that fell between a shard's marker and its
         `shard_done` leaves the shard committed, and the manifest says so too."""
         shards = self.manifest["shards"]
+        for sid in [s for s, v in shards.items() if v.get("state") == "done" and s not in committed]:
+            del shards[sid]  # replaced by a compaction that the stop fell into, or found broken
         for sid, marker in committed.items():
-            if sid in shards and shards[sid].get("state") != "done":
+            if sid not in shards and marker.get("replaces"):  # that compaction's (or a re-cut's) new shard
+                shards[sid] = {"dir": marker.get("dir"), "files": marker.get("files"), "state": "done",
+                               "faces": marker.get("faces"), "compacted_from": marker["replaces"]}
+            elif sid in shards and shards[sid].get("state") != "done":
                 self._done(sid, marker)
         self.manifest.update(state="interrupted" if error is None else "failed", finished=time.time())
         if error is not None:

@@ -72,3 +72,79 @@ def test_a_failure_while_recording_the_failure_does_not_hide_the_first_error(tmp
     with pytest.raises(OSError, match="weights unreadable"):
         annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(workers=1), engine="local",
                  models=Unloadable())
+
+
+def _markers(out):
+    return {p.stem for p in (out / "_shards").glob("*.json") if not p.name.startswith(".")}
+
+
+def test_a_stop_inside_the_final_compaction_leaves_every_row_once_and_the_manifest_interrupted(tmp_path,
+                                                                                               monkeypatch):
+    """The stop falls after the merged shard committed and one of the shards it replaces was removed: the
+    others are removed at the stop too (no photo's rows twice for a reader of faces/ and images/), and the
+    manifest lists exactly the committed shards, `interrupted`."""
+    import pandas as pd
+
+    import faceproc.runstate as R
+
+    make_tree(tmp_path / "in", n=60)
+    real, removed = R.remove_shard, []
+
+    def stop_after_the_first_removal(store, shard_id):
+        real(store, shard_id)
+        if not removed:
+            removed.append(shard_id)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "remove_shard", stop_after_the_first_removal)
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, compact_below=64), engine="local",
+                 models=FakeModels())
+    assert removed  # the stop did fall inside the compaction
+    images = pd.read_parquet(out / "images")
+    assert len(images) == 61 and images["image_path"].is_unique
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "interrupted"
+    assert {s for s, v in manifest["shards"].items() if v["state"] == "done"} == _markers(out)
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, compact_below=64), engine="local",
+             models=FakeModels())
+    assert json.loads((out / "manifest.json").read_text())["state"] == "complete"
+    assert pd.read_parquet(out / "images")["image_path"].is_unique
+
+
+def test_a_stop_while_the_previews_are_drawn_is_recorded_interrupted(tmp_path, monkeypatch):
+    import faceproc.preview as P
+
+    make_tree(tmp_path / "in", n=5)
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "write_previews", stop)
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=1, previews=2), engine="local",
+                 models=FakeModels())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "interrupted" and not (out / "report.html").exists()
+    assert {v["state"] for v in manifest["shards"].values()} == {"done"}
+
+
+def test_an_error_while_the_report_is_written_is_recorded_failed_not_complete(tmp_path, monkeypatch):
+    import faceproc.report as rp
+
+    make_tree(tmp_path / "in", n=5)
+
+    def broken(*a, **k):
+        raise OSError("the report's disk went away")
+
+    monkeypatch.setattr(rp, "build_report", broken)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="went away"):
+        annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=1), engine="local", models=FakeModels())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "failed" and manifest["error"] == "OSError: the report's disk went away"
+    monkeypatch.undo()
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=1), engine="local", models=FakeModels())
+    assert json.loads((out / "manifest.json").read_text())["state"] == "complete" and (out / "report.html").exists()
