@@ -21,7 +21,7 @@ def run_log(out: Store):
     path = out.local_path / NAME if not out.remote else Path(tempfile.mkstemp(suffix=".log")[1])
     if out.remote:
         path.write_text(_read_or_empty(out, NAME), encoding="utf-8")
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")  # a non-UTF-8 name in a line
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
