@@ -42,6 +42,22 @@ class _WarmUps:
         annotator.warm_up()
 
 
+STOP_WAIT = 10.0  # seconds a stopping run waits for a worker still inside one file (a huge file's hash)
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    """Wait for the workers, at most STOP_WAIT seconds in all: one inside a single long file (hashing a 64 GB
+    file takes minutes) must not keep a Ctrl-C waiting. A worker left behind drops its shard at its next
+    file check (it never commits once the run is stopping), and dies with the process."""
+    deadline = time.monotonic() + STOP_WAIT
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    busy = [t.name for t in threads if t.is_alive()]
+    if busy:
+        log.warning("%s still inside one file after %.0f s: left behind, its shard is not committed",
+                    ", ".join(busy), STOP_WAIT)
+
+
 class _Stopped(Exception):
     """Raised inside a worker thread's shard at the next file once the run is stopping."""
 
@@ -92,8 +108,7 @@ def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=
                 failed.append({"shard": shard_id, "error": f"{type(value).__name__}: {value}"})
     finally:
         stop.set()  # on a stop: each thread drops its shard at the next file; then none commits behind our back
-        for t in threads:
-            t.join()
+        _join(threads)
     if fatal is not None:
         raise fatal
     return failed

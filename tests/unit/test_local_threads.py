@@ -182,3 +182,63 @@ def test_worker_threads_only_where_the_model_runs_on_openvino(monkeypatch):
     cfg.model.runtime = "auto"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert not ModelFactory().threads_pay(ModelSpec.resolve(cfg.model))
+
+
+STUCK_RUN = r"""
+import os, signal, sys, time
+import faceproc.executors.local as L
+from tests.helpers import FakeDetector, FakeModels, cfg_for_tests
+from faceproc.engine import Interrupted, annotate
+
+L.STOP_WAIT = 2.0
+
+
+class Stuck(FakeDetector):
+    def detect(self, rgb, scale=1.0):
+        if rgb.shape[1] == 101:  # the one long file: the stop comes while a worker is inside it for minutes
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(600)
+        return super().detect(rgb, scale)
+
+
+class Models(FakeModels):
+    def detector(self, spec):
+        return Stuck()
+
+
+t0 = time.monotonic()
+try:
+    annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(workers=2, shard_size=1), engine="local", models=Models())
+except Interrupted as e:
+    print("INTERRUPTED after", round(time.monotonic() - t0), "s")
+    sys.exit(130)
+"""
+
+
+def test_a_stop_does_not_wait_for_a_worker_inside_one_long_file(tmp_path):
+    """Ctrl-C or SIGTERM while a worker hashes or decodes one huge file: the run stops after STOP_WAIT, keeps
+    what was committed, and a rerun finishes (in a child process: the stuck thread dies with it)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import REPO
+
+    make_tree(tmp_path / "in", 6)
+    img = np.full((80, 101, 3), 100, np.uint8)
+    img[0, 0] = 255
+    Image.fromarray(img).save(tmp_path / "in" / "d0" / "long.png")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", STUCK_RUN, str(tmp_path / "in"), str(out)], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, r.stdout + r.stderr[-3000:]
+    assert "left behind, its shard is not committed" in (out / "faceproc.log").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "interrupted"
+    annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, shard_size=1), engine="local", models=FakeModels())
+    images = pd.read_parquet(out / "images")
+    assert len(images) == 8 and images["image_path"].is_unique
