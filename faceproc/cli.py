@@ -148,6 +148,8 @@ def annotate(inputs, more_inputs, output, model, config, batch_size, limit, prev
     except (FileNotFoundError, OutputNotWritable, RunConfigMismatch, OutputLocked, ClusterUnreachable,
             DetectorUnavailable, ValueError, OutputRefused) as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:  # a file faceproc must write that the system refuses (an immutable manifest.json, say)
+        raise click.ClickException(f"{e}") from None
     if as_json:
         import resource
 

@@ -92,6 +92,20 @@ def test_a_refused_run_exits_1(tmp_path, fakes):
     assert r.exit_code == 1 and "another faceproc run" in r.output
 
 
+def test_a_file_the_system_refuses_to_write_exits_1_in_one_line(tmp_path, fakes, monkeypatch):
+    """An immutable manifest.json (chattr +i), say: one line saying which file and why, no traceback."""
+    import faceproc.record as record
+
+    def refused(self):
+        raise PermissionError(1, "Operation not permitted", str(tmp_path / "out" / "manifest.json"))
+
+    monkeypatch.setattr(record.RunRecord, "write", refused)
+    make_tree(tmp_path / "in")
+    r = cli(tmp_path / "in", "-o", tmp_path / "out")
+    assert r.exit_code == 1, r.output
+    assert "Operation not permitted" in r.output and "manifest.json" in r.output and "Traceback" not in r.output
+
+
 # The real command line in a child process, with the stand-in models and a slow model, so a signal lands
 # in the middle of the run (after the first shard is committed).
 CLI_CHILD = r"""
