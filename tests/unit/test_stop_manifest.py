@@ -74,6 +74,10 @@ def test_a_failure_while_recording_the_failure_does_not_hide_the_first_error(tmp
                  models=Unloadable())
 
 
+def _run(tmp_path, out, models=None, **run):
+    return annotate([str(tmp_path / "in")], out, cfg_for_tests(**run), engine="local", models=models or FakeModels())
+
+
 def _markers(out):
     return {p.stem for p in (out / "_shards").glob("*.json") if not p.name.startswith(".")}
 
@@ -99,16 +103,14 @@ def test_a_stop_inside_the_final_compaction_leaves_every_row_once_and_the_manife
     monkeypatch.setattr(R, "remove_shard", stop_after_the_first_removal)
     out = tmp_path / "out"
     with pytest.raises(Interrupted):
-        annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, compact_below=64), engine="local",
-                 models=FakeModels())
+        _run(tmp_path, out, workers=2, compact_below=64)
     assert removed  # the stop did fall inside the compaction
     images = pd.read_parquet(out / "images")
     assert len(images) == 61 and images["image_path"].is_unique
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["state"] == "interrupted"
     assert {s for s, v in manifest["shards"].items() if v["state"] == "done"} == _markers(out)
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, compact_below=64), engine="local",
-             models=FakeModels())
+    _run(tmp_path, out, workers=2, compact_below=64)
     assert json.loads((out / "manifest.json").read_text())["state"] == "complete"
     assert pd.read_parquet(out / "images")["image_path"].is_unique
 
@@ -124,8 +126,7 @@ def test_a_stop_while_the_previews_are_drawn_is_recorded_interrupted(tmp_path, m
     monkeypatch.setattr(P, "write_previews", stop)
     out = tmp_path / "out"
     with pytest.raises(Interrupted):
-        annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=1, previews=2), engine="local",
-                 models=FakeModels())
+        _run(tmp_path, out, workers=1, previews=2)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["state"] == "interrupted" and not (out / "report.html").exists()
     assert {v["state"] for v in manifest["shards"].values()} == {"done"}
@@ -142,9 +143,9 @@ def test_an_error_while_the_report_is_written_is_recorded_failed_not_complete(tm
     monkeypatch.setattr(rp, "build_report", broken)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="went away"):
-        annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=1), engine="local", models=FakeModels())
+        _run(tmp_path, out, workers=1)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["state"] == "failed" and manifest["error"] == "OSError: the report's disk went away"
     monkeypatch.undo()
-    annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=1), engine="local", models=FakeModels())
+    _run(tmp_path, out, workers=1)
     assert json.loads((out / "manifest.json").read_text())["state"] == "complete" and (out / "report.html").exists()
