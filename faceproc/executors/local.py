@@ -45,17 +45,47 @@ class _WarmUps:
 STOP_WAIT = 10.0  # seconds a stopping run waits for a worker still inside one file (a huge file's hash)
 
 
-def _join(threads: list[threading.Thread]) -> None:
-    """Wait for the workers, at most STOP_WAIT seconds in all: one inside a single long file (hashing a 64 GB
-    file takes minutes) must not keep a Ctrl-C waiting. A worker left behind drops its shard at its next
-    file check (it never commits once the run is stopping), and dies with the process."""
-    deadline = time.monotonic() + STOP_WAIT
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    busy = [t.name for t in threads if t.is_alive()]
-    if busy:
-        log.warning("%s still inside one file after %.0f s: left behind, its shard is not committed",
-                    ", ".join(busy), STOP_WAIT)
+class _Stop:
+    """The run's stop, and who is committing. A worker about to commit a shard either sees the stop (and drops
+    the shard) or is counted as committing, and a stopping run waits for that commit to end: no commit runs
+    behind the back of the stop's clean-up (faceproc/ownership.remove_uncommitted), however long it takes."""
+
+    def __init__(self):
+        self.event, self.lock, self.committing = threading.Event(), threading.Lock(), set()
+
+    def set(self) -> None:
+        with self.lock:
+            self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def may_commit(self) -> None:
+        with self.lock:
+            if self.event.is_set():
+                raise _Stopped()
+            self.committing.add(threading.current_thread().name)
+
+    def committed(self) -> None:
+        with self.lock:
+            self.committing.discard(threading.current_thread().name)
+
+    def join(self, threads: list[threading.Thread]) -> None:
+        """Wait for the workers, at most STOP_WAIT seconds for one inside a single long file (hashing a 64 GB
+        file takes minutes: a Ctrl-C must not wait for it), without limit for one committing. A worker left
+        behind drops its shard at its next check (it never commits once the run is stopping) and dies with
+        the process."""
+        deadline = time.monotonic() + STOP_WAIT
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            committing = [t for t in threads if t.is_alive() and t.name in self.committing]
+        for t in committing:
+            t.join()
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            log.warning("%s still busy after %.0f s (one long file, or loading models): left behind, its shard "
+                        "is not committed", ", ".join(busy), STOP_WAIT)
 
 
 class _Stopped(Exception):
@@ -81,7 +111,7 @@ def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=
     for shard in shards:
         todo.put(shard)
     results: queue.Queue = queue.Queue()
-    stop = threading.Event()
+    stop = _Stop()
     worker_plan = plan.for_workers(max(1, cpus // n))
     warm_up = _WarmUps()
     threads = [threading.Thread(target=_worker, args=(worker_plan, warm_up, todo, results, stop, out, run_id, progress),
@@ -108,13 +138,13 @@ def run_local(plan, shards: list, out, run_id: str, on_done: Callable, progress=
                 failed.append({"shard": shard_id, "error": f"{type(value).__name__}: {value}"})
     finally:
         stop.set()  # on a stop: each thread drops its shard at the next file; then none commits behind our back
-        _join(threads)
+        stop.join(threads)
     if fatal is not None:
         raise fatal
     return failed
 
 
-def _worker(plan, warm_up: _WarmUps, todo: queue.Queue, results: queue.Queue, stop: threading.Event, out, run_id: str,
+def _worker(plan, warm_up: _WarmUps, todo: queue.Queue, results: queue.Queue, stop: _Stop, out, run_id: str,
             progress) -> None:
     """One thread: load the models, then take shards until none is left or the run stops."""
     from ..pipeline import Annotator
@@ -138,7 +168,10 @@ def _worker(plan, warm_up: _WarmUps, todo: queue.Queue, results: queue.Queue, st
             try:
                 tally = ShardTally(progress.shard_status, shard.shard_id) if progress is not None else None
                 annotator.on_file = _StopCheck(stop, tally)
-                summary = process_shard(annotator, shard, out, run_id)
+                try:
+                    summary = process_shard(annotator, shard, out, run_id, stop.may_commit)
+                finally:
+                    stop.committed()
                 # which worker (the threads share a pid): benchmarks/breakdown.py counts the workers by it
                 results.put(("done", shard.shard_id, {**summary, "worker": threading.current_thread().name}))
             except _Stopped:
@@ -153,7 +186,7 @@ class _StopCheck:
     """The per-file hook: raises `_Stopped` once the run is stopping (the shard is then dropped: commit_shard),
     else tells the progress line."""
 
-    def __init__(self, stop: threading.Event, tally):
+    def __init__(self, stop: _Stop, tally):
         self.stop, self.tally = stop, tally
 
     def __call__(self, n_faces: int) -> None:

@@ -242,3 +242,98 @@ def test_a_stop_does_not_wait_for_a_worker_inside_one_long_file(tmp_path):
     annotate([str(tmp_path / "in")], out, cfg_for_tests(workers=2, shard_size=1), engine="local", models=FakeModels())
     images = pd.read_parquet(out / "images")
     assert len(images) == 8 and images["image_path"].is_unique
+
+
+SLOW_COMMIT_RUN = r"""
+import os, signal, sys, time
+import faceproc.executors.local as L
+import faceproc.runstate as R
+from tests.helpers import FakeModels, cfg_for_tests
+from faceproc.engine import Interrupted, annotate
+
+L.STOP_WAIT = 1.0
+slow = []
+
+
+def slow_commit(store, shard_id):  # between the shard's rows moved in and its marker
+    if not slow:
+        slow.append(shard_id)
+        print("SLOW", shard_id, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(3 * L.STOP_WAIT)  # a commit to a slow store outlasts STOP_WAIT
+
+
+R._tables_in_place = slow_commit
+try:
+    annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(workers=2, shard_size=1), engine="local", models=FakeModels())
+except Interrupted:
+    sys.exit(130)
+"""
+
+
+def test_a_stop_waits_for_a_commit_under_way_however_long(tmp_path):
+    """A stop that falls while a worker commits a shard: the run waits for that commit to end (past
+    STOP_WAIT), so the shard is kept whole, and the manifest and the files agree."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    make_tree(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", SLOW_COMMIT_RUN, str(tmp_path / "in"), str(out)], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, r.stdout + r.stderr[-3000:]
+    slow = r.stdout.split("SLOW ")[1].split()[0]
+    markers = {p.stem for p in (out / "_shards").glob("*.json")}
+    assert slow in markers and (out / "images" / f"{slow}.parquet").exists()
+    assert {p.stem for p in (out / "images").glob("*.parquet")} == markers
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "interrupted" and manifest["shards"][slow]["state"] == "done"
+
+
+LATE_WORKER_RUN = r"""
+import json, os, signal, sys, time
+import faceproc.executors.local as L
+from tests.helpers import FakeModels, FakePredictor, cfg_for_tests
+from faceproc.engine import Interrupted, annotate
+
+L.STOP_WAIT = 1.0
+
+
+class Late(FakePredictor):
+    first = [True]
+
+    def predict(self, crops):
+        if crops.any() and Late.first and Late.first.pop():  # the model call after the shard's files were read
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(3 * L.STOP_WAIT)  # the stopping run gives up on this worker meanwhile
+        return super().predict(crops)
+
+
+try:
+    annotate([sys.argv[1]], sys.argv[2], cfg_for_tests(workers=1, shard_size=100), engine="local",
+             models=FakeModels(Late))
+except Interrupted:
+    time.sleep(4 * L.STOP_WAIT)  # the process lives on (faceproc as a library): the late worker wakes up
+    sys.exit(130)
+"""
+
+
+def test_a_worker_left_behind_never_commits_after_the_stop(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    make_tree(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", LATE_WORKER_RUN, str(tmp_path / "in"), str(out)], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, r.stdout + r.stderr[-3000:]
+    assert not list((out / "_shards").glob("*.json")) and not list((out / "images").glob("*.parquet"))
+    assert json.loads((out / "manifest.json").read_text())["state"] == "interrupted"
