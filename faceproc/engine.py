@@ -130,12 +130,8 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
     workers = (_ray_workers(plan.config) if engine == "ray" else local_workers(plan.config)) if state.todo else 1
     todo = cut_shards(state.todo, plan.run.shard_size, workers)
     record = RunRecord.start(out, plan, inputs, disc, state.old, state.done, todo, run_id, engine, t_start)
-    n_done = len({p for m in state.done.values() for p in m["paths"]})
-    log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s; engine: %s (%s)",
-             disc.n_files, n_done, len(state.done), len(state.todo), len(todo), plan.model.label, run_id, engine, why)
-
     committed = dict(state.done)  # id -> marker of every committed shard (a shard's summary is its marker)
-    bar, quiet = _progress_bar(progress, disc.n_files, state.todo, todo, n_done)
+    bar = quiet = None
     t0, done_files = time.time(), [0]
 
     def on_done(summary: dict) -> None:
@@ -152,9 +148,14 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
     # The shards on the chosen executor, then compaction, previews and the report. A stop at any point: the
     # uncommitted rows removed, the manifest says interrupted, and `Interrupted` says what is kept; an error:
     # the manifest says failed, and why.
-    per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
     try:
         try:
+            n_done = len({p for m in state.done.values() for p in m["paths"]})
+            log.info("%d files: %d already done in %d shards, %d to do in %d shards; model %s, run %s; engine: %s "
+                     "(%s)", disc.n_files, n_done, len(state.done), len(state.todo), len(todo), plan.model.label,
+                     run_id, engine, why)
+            bar, quiet = _progress_bar(progress, disc.n_files, state.todo, todo, n_done)
+            per_file = {"progress": bar} if bar is not None else {}  # the executors tell the bar of every file read
             with _stop_on_signals():
                 if not todo:
                     failed = []
@@ -170,6 +171,7 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
         if not failed and plan.run.compact_below:
             after = compact_when_due(out, committed, plan.run.compact_below, plan.run.shard_size)
             record.compacted(committed, after)
+            committed = after
         out.delete_tree(STAGING)  # empty once every shard (compaction's too) has committed or failed
         if plan.run.previews:  # before the run's end is recorded, so that its seconds count them
             from .preview import write_previews
@@ -187,17 +189,19 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
         raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
                           f"same command again to finish the rest.") from None
     except Exception as e:  # the run ends here: the manifest says `failed` and why, not `running` or `complete`
-        _record_failure(record, out, e)
+        _record_failure(record, committed, out, e)
         raise
     report["failed_shards"] = failed
     return report
 
 
-def _record_failure(record: RunRecord, out: Store, e: Exception) -> None:
-    """The manifest's account of a run that an error ended; a second error while writing it (the disk that
-    is full, the store that went away) must not hide the first."""
+def _record_failure(record: RunRecord, committed: dict[str, dict], out: Store, e: Exception) -> None:
+    """The manifest's account of a run that an error ended, from the shards the run knows to be committed: the
+    markers are not read again (a failing store could make intact shards look broken, and reading them again
+    removes those). A second error while writing it (the disk that is full, the store that went away) must not
+    hide the first."""
     try:
-        record.interrupted(committed_shards(out), error=f"{type(e).__name__}: {e}".splitlines()[0])
+        record.interrupted(committed, error=f"{type(e).__name__}: {e}".splitlines()[0])
     except Exception as second:
         log.warning("could not record the run's failure in %s: %s", out.where(MANIFEST), second)
 

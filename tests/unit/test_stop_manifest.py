@@ -149,3 +149,24 @@ def test_an_error_while_the_report_is_written_is_recorded_failed_not_complete(tm
     monkeypatch.undo()
     _run(tmp_path, out, workers=1)
     assert json.loads((out / "manifest.json").read_text())["state"] == "complete" and (out / "report.html").exists()
+
+
+def test_recording_a_failure_never_removes_committed_shards_when_the_store_is_failing(tmp_path, monkeypatch):
+    """The error came from a store that now answers every stat with an error (EIO, a stale NFS handle): the
+    shards the run committed must not be taken for broken and removed while the failure is recorded."""
+    import faceproc.report as rp
+    from faceproc.storage import Store
+
+    make_tree(tmp_path / "in", n=5)
+
+    def store_fails(*a, **k):
+        monkeypatch.setattr(Store, "size", lambda self, rel: None)  # every file now looks missing
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(rp, "build_report", store_fails)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="Input/output error"):
+        _run(tmp_path, out, workers=1, shard_size=2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "failed" and len(_markers(out)) == 3
+    assert {s for s, v in manifest["shards"].items() if v["state"] == "done"} == _markers(out)
