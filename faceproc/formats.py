@@ -31,8 +31,10 @@ def quiet_decoders() -> None:
     an `ignore everything` behind. Set again only when someone swapped the list (pytest does, per test)."""
     if _QUIETED and _QUIETED[0] is warnings.filters:
         return
-    for decoder in ("PIL", "rawpy", "pillow_heif"):
-        warnings.filterwarnings("ignore", module=decoder + r"(\.|$)")
+    # after the filters already there, so that a caller's own (`-W error`, say) still wins; faceproc's decoding
+    # modules too (numpy's warnings while converting pixels, Pillow's deprecations, are attributed to them)
+    for module in (r"PIL(\.|$)", r"rawpy(\.|$)", r"pillow_heif(\.|$)", r"faceproc\.(decode|metadata)$"):
+        warnings.filterwarnings("ignore", module=module, append=True)
     _QUIETED[:] = [warnings.filters]
 
 

@@ -65,7 +65,9 @@ def materialise(*files: ModelFile) -> tuple[list[str], Callable[[], None]]:
         for f in files:
             data = f.data if f.data is not None else Path(f.path).read_bytes()
             if hashlib.sha256(data).hexdigest() != f.sha256:
-                raise ValueError(f"the bytes of {f.name} arrived damaged (sha256 differs from the driver's)")
+                raise ValueError(f"the bytes of {f.name} arrived damaged (sha256 differs from the driver's)"
+                                 if f.data is not None else
+                                 f"{f.path} changed after the run was planned (sha256 differs); start the run again")
             p = os.path.join(folder, f.name)
             with open(p, "wb") as fh:
                 fh.write(data)

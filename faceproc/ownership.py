@@ -92,14 +92,14 @@ def _ident(path: str) -> tuple[int, int] | None:
 
 def check_location(inputs: list[str], out) -> None:
     """-o "", -o an input, -o inside an input, or an input inside -o: refused (one line each)."""
-    out = os.fspath(out) if not isinstance(out, str) else out
+    out = os.fsdecode(os.fspath(out)) if not isinstance(out, str) else out
     if not out.strip():
         raise OutputRefused("the output folder is empty (-o \"\"): name a folder for faceproc's output")
     full = out if is_uri(out) else os.path.abspath(out)
     try:
         full.encode("utf-8")
     except UnicodeEncodeError:  # Parquet and the report name their files in UTF-8: every shard would fail
-        shown = full.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        shown = full.encode("utf-8", "backslashreplace").decode().replace("\\udc", "\\x")
         raise OutputRefused(f"the output folder {shown} has a name that is not UTF-8: choose an -o whose path is "
                             f"(the photos' own names may be anything)") from None
     for i in inputs:

@@ -162,7 +162,7 @@ class Annotator:
         try:
             return self._predict(p.crops)
         except Exception as e:
-            log.error("age/gender failed on %s: %s", p.image_row["image_path"], traceback.format_exc(limit=3))
+            log.error("age/gender failed on %s: %s: %s", p.image_row["image_path"], type(e).__name__, e)  # one line
             return e
 
     def annotate(self, entries: list[FileEntry], shard_id: str = "", run_id: str = "") -> ShardResult:

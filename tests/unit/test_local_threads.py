@@ -80,6 +80,9 @@ def test_the_first_warm_up_goes_alone_and_the_others_together(tmp_path):
     """The runtimes' first calls deadlock when two threads make them at once (OpenVINO's binding: executors/
     local.py), so one worker warms up alone first; after it the others warm up at once, not one by one (a
     machine with many cores would otherwise wait for them in turn)."""
+    WarmUps.spans.clear()
+    WarmUps.started = False
+    WarmUps.meet.reset()
     make_tree(tmp_path / "in", 24)
     rep = annotate([str(tmp_path / "in")], tmp_path / "out", cfg_for_tests(workers=3, shard_size=2), engine="local",
                    models=FakeModels(WarmUps))

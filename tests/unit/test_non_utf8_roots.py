@@ -36,3 +36,12 @@ def test_an_output_folder_whose_name_is_not_utf8_is_refused_in_one_line_before_a
     assert r.exit_code == 1, r.output
     assert "out\\xfe has a name that is not UTF-8" in r.output and "Traceback" not in r.output
     assert not os.path.exists(os.fsencode(tmp_path) + b"/out\xfe")
+
+
+def test_a_non_utf8_output_given_as_bytes_is_refused_the_same_way(tmp_path):
+    import pytest
+
+    from faceproc.ownership import OutputRefused, check_location
+
+    with pytest.raises(OutputRefused, match=r"out\\xfe has a name that is not UTF-8"):
+        check_location([str(tmp_path / "in")], os.fsencode(tmp_path) + b"/out\xfe")
