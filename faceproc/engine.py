@@ -186,8 +186,9 @@ def _run(plan: RunPlan, inputs: list[str], out: Store, disc, engine: str, force:
     except KeyboardInterrupt:
         remove_uncommitted(out)
         record.interrupted(committed_shards(out))
+        rest = "finish the rest" if record.n_done() < record.n_shards else "write the report"  # all shards done
         raise Interrupted(f"stopped: {record.n_done()} of {record.n_shards} shards are finished and kept; run the "
-                          f"same command again to finish the rest.") from None
+                          f"same command again to {rest}.") from None
     except Exception as e:  # the run ends here: the manifest says `failed` and why, not `running` or `complete`
         _record_failure(record, committed, out, e)
         raise

@@ -125,7 +125,7 @@ def test_a_stop_while_the_previews_are_drawn_is_recorded_interrupted(tmp_path, m
 
     monkeypatch.setattr(P, "write_previews", stop)
     out = tmp_path / "out"
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted, match="again to write the report"):  # every shard is done
         _run(tmp_path, out, workers=1, previews=2)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["state"] == "interrupted" and not (out / "report.html").exists()
