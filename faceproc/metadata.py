@@ -13,6 +13,7 @@ import os
 import re
 
 from .formats import quiet_decoders
+from .schema import shown_path
 
 _MAKE, _MODEL, _EXIF_IFD = 0x010F, 0x0110, 0x8769
 _TAKEN, _OFFSET, _SUBSEC = 0x9003, 0x9011, 0x9291  # DateTimeOriginal, OffsetTimeOriginal, SubSecTimeOriginal
@@ -101,16 +102,6 @@ def file_mtime(mtime_ns: int | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=dt.timezone.utc)
 
 
-def _display(s: str) -> str:
-    """A path piece as a string Parquet can hold (a name that is not UTF-8 shows its bytes as \\xNN, as
-    image_path does)."""
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def location_fields(path: str, root: str | None) -> dict:
     """input_root (the input folder the file was found under; for a file given itself, its folder),
     rel_path (below input_root, '/'-separated) and folder (rel_path's folder, '' at the top): what "per year
@@ -126,4 +117,4 @@ def location_fields(path: str, root: str | None) -> dict:
     if not uri and os.sep != "/":
         rel = rel.replace(os.sep, "/")
     folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
-    return {"input_root": _display(base), "rel_path": _display(rel), "folder": _display(folder)}
+    return {"input_root": shown_path(base), "rel_path": shown_path(rel), "folder": shown_path(folder)}

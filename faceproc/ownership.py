@@ -23,6 +23,7 @@ import re
 from .lock import LOCK
 from .record import MANIFEST
 from .runstate import SHARD_DIR, STAGING
+from .schema import shown_path
 from .storage import Store, is_uri
 
 TOP_FILES = frozenset({MANIFEST, "faceproc.log", "report.json", "report.html", LOCK})
@@ -96,12 +97,9 @@ def check_location(inputs: list[str], out) -> None:
     if not out.strip():
         raise OutputRefused("the output folder is empty (-o \"\"): name a folder for faceproc's output")
     full = out if is_uri(out) else os.path.abspath(out)
-    try:
-        full.encode("utf-8")
-    except UnicodeEncodeError:  # Parquet and the report name their files in UTF-8: every shard would fail
-        shown = full.encode("utf-8", "backslashreplace").decode().replace("\\udc", "\\x")
-        raise OutputRefused(f"the output folder {shown} has a name that is not UTF-8: choose an -o whose path is "
-                            f"(the photos' own names may be anything)") from None
+    if shown_path(full) != full:  # Parquet and the report name their files in UTF-8: every shard would fail
+        raise OutputRefused(f"the output folder {shown_path(full)} has a name that is not UTF-8: choose an -o "
+                            f"whose path is (the photos' own names may be anything)")
     for i in inputs:
         if is_uri(out) or is_uri(i):
             if not (is_uri(out) and is_uri(i)):

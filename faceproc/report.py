@@ -13,7 +13,7 @@ from .gallery import GALLERY_PER_GROUP, gallery as _gallery  # noqa: F401 (GALLE
 from .plots import plots as _plots
 from .quality import UNCERTAIN
 from .report_page import MAX_ERRORS_HTML, page  # noqa: F401 (MAX_ERRORS_HTML re-exported)
-from .schema import OK, READ_OK, path_fields
+from .schema import OK, READ_OK, shown_path
 from .storage import Store, read_table
 
 MAX_ERRORS_JSON = 1000
@@ -100,7 +100,7 @@ def summarize(out, previews: list[str] | None = None) -> dict[str, Any]:
 
     return {
         "output": str(out),
-        "inputs": [path_fields(p)["image_path"] for p in manifest.get("inputs") or []],  # \xNN: not UTF-8
+        "inputs": [shown_path(p) for p in manifest.get("inputs") or []],  # \xNN: not UTF-8
         "finished": manifest.get("finished"),
         "run_id": manifest.get("run_id"),
         "model": manifest.get("model"),

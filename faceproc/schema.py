@@ -175,15 +175,26 @@ READ_OK = (OK, NO_FACES)  # the file was read; every other status is a failure w
 SCHEMA_VERSION = 4
 
 
-def path_fields(path: str) -> dict:
-    """image_path for display plus the raw bytes when the name is not UTF-8 (old FAT/Samba archives):
-    `os.fsdecode(image_path_bytes)` (see `source_path`) opens the file again."""
+def shown_path(path: str) -> str:
+    """A path as a UTF-8 string (a Parquet column, the report, a message): a name that is not UTF-8 (old
+    FAT/Samba archives) shows its bytes as \\xNN; any other lone surrogate (only from an API caller) as \\uXXXX."""
     try:
         path.encode("utf-8")
-        return {"image_path": path, "image_path_bytes": None}
+        return path
     except UnicodeEncodeError:
-        raw = path.encode("utf-8", "surrogateescape")
-        return {"image_path": raw.decode("utf-8", "backslashreplace"), "image_path_bytes": raw}
+        pass
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def path_fields(path: str) -> dict:
+    """image_path for display (shown_path) plus the raw bytes when the name is not UTF-8:
+    `os.fsdecode(image_path_bytes)` (see `source_path`) opens the file again."""
+    shown = shown_path(path)
+    raw = None if shown == path else path.encode("utf-8", "surrogateescape")
+    return {"image_path": shown, "image_path_bytes": raw}
 
 
 def source_path(image_path: str, image_path_bytes: bytes | None = None) -> str:
