@@ -41,9 +41,17 @@ class ModelFile:
         if self.data is not None:
             return self
         data = Path(self.path).read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise ValueError(f"{self.path} changed after the run was planned (sha256 differs); start the run again")
+        self.check(data)
         return replace(self, data=data)
+
+    def check(self, data: bytes | None = None) -> None:
+        """The file (or `data`, its bytes) is the one the plan hashed, or ValueError says what happened."""
+        got = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(self.path)
+        if got == self.sha256:
+            return
+        if self.data is not None:
+            raise ValueError(f"the bytes of {self.name} arrived damaged (sha256 differs from the driver's)")
+        raise ValueError(f"{self.path} changed after the run was planned (sha256 differs); start the run again")
 
     def __repr__(self) -> str:  # never a few MB of bytes in a log line
         return f"ModelFile({self.path!r}, sha256={self.sha256[:12]}, bytes={'aboard' if self.data else 'no'})"
@@ -56,18 +64,14 @@ def materialise(*files: ModelFile) -> tuple[list[str], Callable[[], None]]:
     in one temp folder (under their own names, so an OpenVINO .xml finds its .bin), checked the same way."""
     if not any(f.data is not None for f in files):
         for f in files:  # weights retrained or shipped over since the plan would be rows under the old label
-            if file_sha256(f.path) != f.sha256:
-                raise ValueError(f"{f.path} changed after the run was planned (sha256 differs); start the run again")
+            f.check()
         return [f.path for f in files], lambda: None
     folder = tempfile.mkdtemp(prefix="faceproc-model-")
     try:
         paths = []
         for f in files:
             data = f.data if f.data is not None else Path(f.path).read_bytes()
-            if hashlib.sha256(data).hexdigest() != f.sha256:
-                raise ValueError(f"the bytes of {f.name} arrived damaged (sha256 differs from the driver's)"
-                                 if f.data is not None else
-                                 f"{f.path} changed after the run was planned (sha256 differs); start the run again")
+            f.check(data)
             p = os.path.join(folder, f.name)
             with open(p, "wb") as fh:
                 fh.write(data)

@@ -73,8 +73,7 @@ class RunRecord:
             del shards[sid]  # replaced by a compaction that the stop fell into, or found broken
         for sid, marker in committed.items():
             if sid not in shards and marker.get("replaces"):  # that compaction's (or a re-cut's) new shard
-                shards[sid] = {"dir": marker.get("dir"), "files": marker.get("files"), "state": "done",
-                               "faces": marker.get("faces"), "compacted_from": marker["replaces"]}
+                shards[sid] = _replacing(marker)
             elif sid in shards and shards[sid].get("state") != "done":
                 self._done(sid, marker)
         self.manifest.update(state="interrupted" if error is None else "failed", finished=time.time())
@@ -88,9 +87,7 @@ class RunRecord:
         for sid in set(before) - set(after):
             shards.pop(sid, None)
         for sid in set(after) - set(before):
-            m = after[sid]
-            shards[sid] = {"dir": m["dir"], "files": m["files"], "state": "done", "faces": m["faces"],
-                           "compacted_from": m["replaces"]}
+            shards[sid] = _replacing(after[sid])
 
     def finish(self, failed: list[dict], run: dict) -> None:
         """The run's end (after the previews, so its seconds count them): failed shards marked, its history
@@ -101,3 +98,9 @@ class RunRecord:
         self.manifest["finished"] = time.time()
         self.manifest["history"].append(run)
         self.write()
+
+
+def _replacing(marker: dict) -> dict:
+    """The manifest's entry of a shard that replaces others (a compaction's merge, a re-cut), from its marker."""
+    return {"dir": marker.get("dir"), "files": marker.get("files"), "state": "done", "faces": marker.get("faces"),
+            "compacted_from": marker["replaces"]}
