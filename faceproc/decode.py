@@ -27,7 +27,6 @@ from .config import DecodeConfig
 from .storage import is_uri, read_bytes
 from .walk import extension
 
-
 Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a status instead of an exception
 
 # Image statuses of the `images` table (see schema.py).

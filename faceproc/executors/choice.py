@@ -1,12 +1,12 @@
 """`--engine auto` (the default, issue 23.4): small runs in this process, the rest on Ray.
 
 Starting Ray and an actor per CPU, each loading the models, costs seconds that a few photos never win back:
-in this process a worker thread per CPU loads its models in a blink (executors/local.py). So `auto` runs in-process when the work
-is small (at most AUTO_LOCAL_FILES files to do, which a resumed run counts after what is done) or when this
-machine has one CPU (one actor would do what this process does, later), and on Ray otherwise. "Small"
-depends on the CPUs: Ray's actors win back their start-up faster the more of them there are. A cluster
-named (RAY_ADDRESS, run.ray_address: `ray job submit` sets the first) always means Ray: the user asked for
-it, and the driver's machine may be a head with no CPU meant for work.
+in this process a worker thread per CPU loads its models in a blink (executors/local.py). So `auto` runs
+in-process when the work is small (at most AUTO_LOCAL_FILES files to do, which a resumed run counts after
+what is done) or when this machine has one CPU (one actor would do what this process does, later), and on
+Ray otherwise. "Small" depends on the CPUs: Ray's actors win back their start-up faster the more of them
+there are. A cluster named (RAY_ADDRESS, run.ray_address: `ray job submit` sets the first) always means
+Ray: the user asked for it, and the driver's machine may be a head with no CPU meant for work.
 """
 
 from __future__ import annotations
