@@ -187,6 +187,19 @@ def test_worker_threads_only_where_the_model_runs_on_openvino(monkeypatch):
     assert not ModelFactory().threads_pay(ModelSpec.resolve(cfg.model))
 
 
+def _child(script: str, inputs, out):
+    """`script` run in a child process with the input and output folders as its arguments: a stop signal or a
+    thread left behind must not touch the test runner."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    return subprocess.run([sys.executable, "-c", script, str(inputs), str(out)], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+
+
 STUCK_RUN = r"""
 import os, signal, sys, time
 import faceproc.executors.local as L
@@ -222,22 +235,16 @@ def test_a_stop_does_not_wait_for_a_worker_inside_one_long_file(tmp_path):
     """Ctrl-C or SIGTERM while a worker hashes or decodes one huge file: the run stops after STOP_WAIT, keeps
     what was committed, and a rerun finishes (in a child process: the stuck thread dies with it)."""
     import json
-    import os
-    import subprocess
-    import sys
 
     import numpy as np
     from PIL import Image
-
-    from tests.conftest import REPO
 
     make_tree(tmp_path / "in", 6)
     img = np.full((80, 101, 3), 100, np.uint8)
     img[0, 0] = 255
     Image.fromarray(img).save(tmp_path / "in" / "d0" / "long.png")
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-c", STUCK_RUN, str(tmp_path / "in"), str(out)], cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    r = _child(STUCK_RUN, tmp_path / "in", out)
     assert r.returncode == 130, r.stdout + r.stderr[-3000:]
     assert "left behind, its shard is not committed" in (out / "faceproc.log").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
@@ -278,16 +285,10 @@ def test_a_stop_waits_for_a_commit_under_way_however_long(tmp_path):
     """A stop that falls while a worker commits a shard: the run waits for that commit to end (past
     STOP_WAIT), so the shard is kept whole, and the manifest and the files agree."""
     import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
 
     make_tree(tmp_path / "in", 6)
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-c", SLOW_COMMIT_RUN, str(tmp_path / "in"), str(out)], cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    r = _child(SLOW_COMMIT_RUN, tmp_path / "in", out)
     assert r.returncode == 130, r.stdout + r.stderr[-3000:]
     slow = r.stdout.split("SLOW ")[1].split()[0]
     markers = {p.stem for p in (out / "_shards").glob("*.json")}
@@ -327,16 +328,10 @@ except Interrupted:
 
 def test_a_worker_left_behind_never_commits_after_the_stop(tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
 
     make_tree(tmp_path / "in", 6)
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-c", LATE_WORKER_RUN, str(tmp_path / "in"), str(out)], cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    r = _child(LATE_WORKER_RUN, tmp_path / "in", out)
     assert r.returncode == 130, r.stdout + r.stderr[-3000:]
     assert not list((out / "_shards").glob("*.json")) and not list((out / "images").glob("*.parquet"))
     assert json.loads((out / "manifest.json").read_text())["state"] == "interrupted"
